@@ -1,0 +1,1 @@
+"""The empirical (optimal) denoiser plugin: the exact posterior mean over the training set."""

@@ -1,0 +1,122 @@
+"""Denoiser parameters, declared once by a plugin and used by the API, `pspc show` and `-p KEY=VALUE`.
+
+A parameter has a type name (a string, so declarations stay static and import nothing heavy):
+`int`, `float`, `str`, `bool`, `path`, `list[int]`, `list[float]`, `dataset` (a dataset object, path or
+built-in name) or `choice` (one of `choices`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ParameterError
+
+TYPES = ("int", "float", "str", "bool", "path", "list[int]", "list[float]", "dataset", "choice")
+REQUIRED = object()  # default of a parameter the user must give
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: name, type name, default (REQUIRED if none) and a one-line help."""
+
+    name: str
+    type: str
+    default: Any = None
+    help: str = ""
+    choices: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ValueError(f"parameter {self.name!r}: type {self.type!r} is not one of {', '.join(TYPES)}")
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def describe_default(self) -> str:
+        return "(required)" if self.required else repr(self.default)
+
+    def coerce(self, value: Any) -> Any:
+        """Return `value` converted to this parameter's type; strings are parsed as on the command line."""
+        if value is None:
+            return None
+        try:
+            return _COERCE[self.type](self, value)
+        except (ValueError, TypeError) as exc:
+            raise ParameterError(
+                f"parameter {self.name!r} expects {self.type}{self._choices_hint()}, got {value!r} ({exc})"
+            ) from None
+
+    def _choices_hint(self) -> str:
+        return f" (one of {', '.join(map(str, self.choices))})" if self.choices else ""
+
+
+def _to_bool(p: Param, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use true or false")
+
+
+def _to_int(p: Param, v: Any) -> int:
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError("not an integer")
+    return int(v)
+
+
+def _to_list(item):
+    def convert(p: Param, v: Any) -> list:
+        if isinstance(v, str):
+            text = v.strip()
+            v = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s.strip()]
+        if not isinstance(v, (list, tuple)) and not hasattr(v, "tolist"):
+            raise ValueError("not a list")
+        values = v.tolist() if hasattr(v, "tolist") else list(v)
+        return [item(p, x) for x in values]
+
+    return convert
+
+
+def _to_choice(p: Param, v: Any) -> str:
+    if str(v) not in map(str, p.choices):
+        raise ValueError("not an accepted value")
+    return str(v)
+
+
+def _to_path(p: Param, v: Any) -> str:
+    return os.fspath(v)
+
+
+def _to_dataset(p: Param, v: Any) -> Any:
+    # Paths and built-in names are resolved to a Dataset by the registry, not here.
+    return v if not isinstance(v, os.PathLike) else os.fspath(v)
+
+
+_COERCE = {
+    "int": _to_int,
+    "float": lambda p, v: float(v),
+    "str": lambda p, v: str(v),
+    "bool": _to_bool,
+    "path": _to_path,
+    "list[int]": _to_list(_to_int),
+    "list[float]": _to_list(lambda p, v: float(v)),
+    "dataset": _to_dataset,
+    "choice": _to_choice,
+}
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """Split repeated `KEY=VALUE` strings (the CLI's `-p`) into a dict of raw strings."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"-p expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = value
+    return out
