@@ -178,7 +178,17 @@ def _read_folder(path: Path):
     meta_file = path / "dataset.json"
     meta = _read_json(meta_file.read_bytes(), str(meta_file)) if meta_file.exists() else None
     arrays = [_decode(f.read_bytes(), str(f)) for f in files]
-    return _stack(arrays, names, str(path)), _labels(meta, names)
+    labels = _labels(meta, names) if meta is not None else _folder_labels(names)
+    return _stack(arrays, names, str(path)), labels
+
+
+def _folder_labels(names: list[str]):
+    """Classes from top-level sub-folder names (sorted, numbered), when every image has one and there are two+."""
+    tops = [n.split("/")[0] if "/" in n else None for n in names]
+    classes = sorted(set(tops))
+    if None in classes or len(classes) < 2:
+        return None
+    return np.asarray([classes.index(c) for c in tops], dtype=np.int64)
 
 
 def _read_array(path: Path):

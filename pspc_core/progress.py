@@ -1,4 +1,4 @@
-"""A small progress display on stderr (rich when on a terminal, nothing when disabled or piped)."""
+"""A small progress display on stderr: a live line on a terminal, a line every 10% when piped."""
 
 from __future__ import annotations
 
@@ -7,18 +7,29 @@ import time
 from typing import Iterable, Iterator
 
 
-def progress_bar(items: Iterable, total: int, desc: str, enable: bool = True) -> Iterator:
-    """Yield from `items`, printing `desc i/total, elapsed` on stderr as it goes."""
-    if not enable:
-        yield from items
-        return
-    start = time.monotonic()
-    tty = sys.stderr.isatty()
-    for i, item in enumerate(items):
-        yield item
-        elapsed = time.monotonic() - start
-        line = f"{desc}: {i + 1}/{total} [{elapsed:.1f}s]"
-        if tty:
-            print("\r" + line, end="" if i + 1 < total else "\n", file=sys.stderr, flush=True)
-        elif i + 1 == total or (i + 1) % max(total // 10, 1) == 0:
+class Progress:
+    """Counts finished units of work and reports `desc: done/total [elapsed]`."""
+
+    def __init__(self, total: int, desc: str, enable: bool = True, done: int = 0):
+        self.total, self.desc, self.enable, self.done = total, desc, enable, done
+        self.start = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enable:
+            return
+        line = f"{self.desc}: {self.done}/{self.total} [{time.monotonic() - self.start:.1f}s]"
+        last = self.done >= self.total
+        if self.tty:
+            print("\r" + line, end="\n" if last else "", file=sys.stderr, flush=True)
+        elif last or self.done % max(self.total // 10, 1) == 0:
             print(line, file=sys.stderr, flush=True)
+
+
+def progress_bar(items: Iterable, total: int, desc: str, enable: bool = True) -> Iterator:
+    """Yield from `items`, reporting each one as finished when the loop asks for the next."""
+    bar = Progress(total, desc, enable)
+    for item in items:
+        yield item
+        bar.advance()

@@ -1,0 +1,1 @@
+"""The `pspc` command line."""

@@ -1,0 +1,51 @@
+"""`pspc list`, `pspc show NAME`, `pspc plugins`: what is installed, from static metadata only."""
+
+from __future__ import annotations
+
+import typer
+
+from pspc_core import get_denoiser_spec, get_registry, list_denoisers, load_registry
+
+from .app import app
+from .options import complete_denoiser, RegistryOpt
+
+
+@app.command("list")
+def list_cmd(registry: RegistryOpt = None) -> None:
+    """List the denoisers (name, plugin, summary) and the presets."""
+    specs = list_denoisers()
+    width = max((len(s.name) for s in specs), default=4)
+    pwidth = max((len(s.plugin) for s in specs), default=6)
+    for s in specs:
+        typer.echo(f"{s.name:<{width}}  {s.plugin:<{pwidth}}  {s.summary}")
+    presets = load_registry(registry).presets
+    if presets:
+        typer.echo("\npresets (--preset NAME):")
+        pw = max(len(n) for n in presets)
+        for p in presets.values():
+            typer.echo(f"{p.name:<{pw}}  {p.denoiser:<{width}}  {p.summary}")
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="denoiser name", autocompletion=complete_denoiser)) -> None:
+    """Show a denoiser's parameters with their types, defaults and help."""
+    spec = get_denoiser_spec(name)
+    typer.echo(f"{spec.name} ({spec.plugin}): {spec.summary}")
+    if not spec.params:
+        typer.echo("  no parameters")
+    width = max((len(p.name) for p in spec.params), default=0)
+    for p in spec.params:
+        choices = f" [{'|'.join(map(str, p.choices))}]" if p.choices else ""
+        typer.echo(f"  {p.name:<{width}}  {p.type}{choices} = {p.describe_default()}  {p.help}")
+
+
+@app.command()
+def plugins() -> None:
+    """List installed plugin distributions, their versions and hooks (and any that failed to load)."""
+    reg = get_registry()
+    reg.specs  # run the hooks so that each plugin's hooks and errors are known
+    for info in sorted(reg.plugins.values(), key=lambda i: i.name):
+        dist = f"{info.distribution} {info.version}".strip()
+        hooks = ", ".join(info.hooks) or "-"
+        status = f"  FAILED: {info.error}" if info.error else ""
+        typer.echo(f"{info.name:<12} {dist:<20} hooks: {hooks}{status}")
