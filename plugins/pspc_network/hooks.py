@@ -1,0 +1,21 @@
+"""Registers `network`. Imports nothing heavy: the implementation loads when the denoiser is created."""
+
+from pspc_core import REQUIRED, Param, hookimpl
+
+
+@hookimpl
+def register_denoisers(register):
+    register(
+        "network",
+        summary="A trained EDM network (official .pkl, loaded without running its code, or pspc .safetensors)",
+        params=[
+            Param("checkpoint", "path", REQUIRED,
+                  "EDM network .pkl (e.g. edm-cifar10-32x32-uncond-vp.pkl) or a .safetensors from `pspc convert`"),
+            Param("class_label", "str", "random",
+                  "conditional nets: a class index, 'random' (one per latent, from label_seed) or 'none' "
+                  "(official no-label behaviour); ignored by unconditional nets unless an index is given"),
+            Param("force_fp32", "bool", False, "run in float32 even where the checkpoint asks for fp16 on CUDA"),
+            Param("label_seed", "int", 0, "seed of the 'random' class labels"),
+        ],
+        factory="pspc_network.denoiser:NetworkDenoiser",
+    )
