@@ -213,6 +213,6 @@ def _read_array(path: Path):
         arr = arr[:, None]
     if arr.ndim != 4:
         raise DatasetError(f"dataset {path} has shape {arr.shape}; expected [N,C,R,R] or [N,R,R,C]")
-    if arr.shape[1] > 4 and arr.shape[3] <= 4:  # channels last
+    if arr.shape[2] != arr.shape[3] and arr.shape[1] == arr.shape[2]:  # channels last
         arr = arr.transpose(0, 3, 1, 2)
     return arr, labels

@@ -60,7 +60,8 @@ class BatchJob:
         return np.concatenate([np.load(self._batch_path(*r)) for r in self.ranges])
 
     def cleanup(self) -> None:
+        """Remove this job's batches, and the folders above them that it leaves empty."""
         shutil.rmtree(self.workdir, ignore_errors=True)
-        parent = self.workdir.parent
-        if parent.exists() and not any(parent.iterdir()):
-            parent.rmdir()
+        for parent in self.workdir.parents[:2]:
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()

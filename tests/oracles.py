@@ -10,14 +10,14 @@ import torch
 
 
 def empirical_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, chunk: int = 100) -> torch.Tensor:
-    """D(z, t) = Σ w_n x_n, w = softmax(-‖z - x_n‖² / 2t²), streamed over chunks with a running max (float32)."""
+    """D(z, t) = Σ w_n x_n, w = softmax(-‖z - x_n‖² / 2t²), streamed over chunks with a running max (in z's dtype)."""
     zf = z.flatten(1)
-    scale = 1.0 / (2 * t.float() ** 2)
-    m = torch.full((zf.shape[0], 1), -torch.inf)
-    s = torch.zeros(zf.shape[0], 1)
+    scale = 1.0 / (2 * t.to(z.dtype) ** 2)
+    m = torch.full((zf.shape[0], 1), -torch.inf, dtype=z.dtype)
+    s = torch.zeros(zf.shape[0], 1, dtype=z.dtype)
     acc = torch.zeros_like(zf)
     for start in range(0, images_u8.shape[0], chunk):
-        x = images_u8[start : start + chunk].flatten(1).float() / 127.5 - 1
+        x = images_u8[start : start + chunk].flatten(1).to(z.dtype) / 127.5 - 1
         logits = -((zf[:, None, :] - x[None]) ** 2).sum(-1) * scale[:, None]
         m_new = torch.maximum(m, logits.max(1, keepdim=True).values)
         w = torch.exp(logits - m_new)
@@ -26,3 +26,62 @@ def empirical_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, 
         acc = acc * r + w @ x
         m = m_new
     return (acc / s).view_as(z)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PSPC oracles: one empirical posterior per crop, exactly as the paper's code loops (slow on purpose).
+
+
+def square_crop_masks(resolution: int, patch_size: int) -> torch.Tensor:
+    """All k×k windows that fit inside an R×R image (stride 1, no padding) as bool masks [(R-k+1)², R, R]."""
+    masks = []
+    for x in range(resolution - patch_size + 1):
+        for y in range(resolution - patch_size + 1):
+            m = torch.zeros(resolution, resolution, dtype=torch.bool)
+            m[y : y + patch_size, x : x + patch_size] = True
+            masks.append(m)
+    return torch.stack(masks)
+
+
+def flex_mask_direct(heatmap: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Keep the most sensitive pixels until their mass reaches λ: sort ascending, cumsum, keep cumsum ≥ 1 - λ."""
+    h = heatmap.float().flatten()
+    h = h / h.sum()
+    order = torch.sort(h, stable=True).indices
+    cumulative = torch.cumsum(h[order], 0)
+    keep_sorted = cumulative >= 1 - torch.tensor(threshold, dtype=torch.float32)
+    mask = torch.zeros_like(keep_sorted)
+    mask[order] = keep_sorted
+    return mask.view_as(heatmap)
+
+
+def flex_crop_masks_direct(heatmaps_t: torch.Tensor, threshold: float) -> torch.Tensor:
+    """One crop per output pixel (x, y) from its heatmap hm[y, x]: bool masks [R², R, R] (row-major over (y, x))."""
+    R = heatmaps_t.shape[0]
+    return torch.stack([flex_mask_direct(heatmaps_t[y, x], threshold) for y in range(R) for x in range(R)])
+
+
+def pspc_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, masks: torch.Tensor,
+                chunk: int = 100) -> torch.Tensor:
+    """PSPC composite: every pixel averages the patch posterior means of the crops (bool masks [K, R, R]) holding it.
+
+    For each crop: restrict z and the training images to the crop's pixels (all channels) and run the empirical
+    denoiser on those patches (`empirical_direct`, per-sample t). Pixels that no crop covers take the empirical
+    estimate over whole images (the toolkit's documented choice).
+    """
+    B, C, R, _ = z.shape
+    composite = torch.zeros(B, C, R * R)
+    coverage = torch.zeros(R * R)
+    for mask in masks:
+        idx = mask.flatten().nonzero().squeeze(1)
+        if len(idx) == 0:
+            continue
+        zc = z.flatten(2)[:, :, idx]
+        xc = images_u8.flatten(2)[:, :, idx]
+        composite[:, :, idx] += empirical_direct(xc, zc, t, chunk)
+        coverage[idx] += 1
+    out = composite / coverage.clamp_min(1)
+    uncovered = coverage == 0
+    if uncovered.any():
+        out[:, :, uncovered] = empirical_direct(images_u8, z, t, chunk).flatten(2)[:, :, uncovered]
+    return out.view_as(z)
