@@ -110,9 +110,9 @@ def save_safetensors(config: dict, state_dict, path: str | os.PathLike) -> None:
     save_file(tensors, os.fspath(path), metadata={CONFIG_KEY: config_to_json(make_config(**config))})
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
-    """Read `src` safely, check that its weights load into the described network, and write `dst`."""
+def convert(src: str | os.PathLike, dst: str | os.PathLike) -> torch.nn.Module:
+    """Read `src` safely, check that its weights load into the described network, write `dst`; return the network."""
     config, state_dict = read_checkpoint(src)
-    network_from(config, state_dict)  # refuse to write a file that would not load
+    net = network_from(config, state_dict)  # refuse to write a file that would not load
     save_safetensors(config, state_dict, dst)
-    return config
+    return net
