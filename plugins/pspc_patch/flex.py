@@ -1,0 +1,59 @@
+"""PSPC-Flex: one crop per pixel from its gradient-sensitivity heatmap, thresholded by a mass λ chosen by t."""
+
+from __future__ import annotations
+
+import torch
+
+from pspc_core.errors import ParameterError, ShapeError
+
+from .composite import PatchDenoiser
+from .crops import MaskCrops
+from .heatmaps_io import load_heatmaps
+from .masks import flex_masks
+from .schedule_lookup import PAPER_CIFAR10_THRESHOLDS, NoiseGrid
+
+
+class PSPCFlex(PatchDenoiser):
+    """PSPC-Flex (DESIGN.md): pixel (x, y) uses the crop of the most sensitive pixels of h_t[y, x] holding mass λ_t.
+
+    heatmaps    : [L, R, R, R, R] (path to .npy / .safetensors, or an array), index [t index, y, x, i, j].
+    thresholds  : L values λ in (0, 1] (default: the paper's CIFAR-10 schedule); heatmaps and thresholds attach
+                  to their own L-point EDM grid (t_min, t_max, rho) and the nearest grid point to t picks them.
+    chunk_size  : latent×image pairs per step; bounds memory whatever the dataset size.
+
+    Uncovered pixels: a pixel that no crop holds (possible, since a crop need not contain its own pixel; the
+    paper's code returns NaN there) takes the empirical denoiser's estimate, i.e. the whole image is its crop.
+    Identical crops are computed once (λ = 1 makes every crop the whole image: the empirical denoiser).
+    """
+
+    def __init__(self, dataset, heatmaps, thresholds=None, t_min: float = 0.002, t_max: float = 80.0,
+                 rho: float = 7.0, chunk_size: int = 4096):
+        super().__init__(dataset, chunk_size)
+        R = self.resolution
+        hm = load_heatmaps(heatmaps)
+        lam = list(PAPER_CIFAR10_THRESHOLDS) if thresholds is None else [float(v) for v in thresholds]
+        if hm.ndim != 5 or tuple(hm.shape[1:]) != (R,) * 4:
+            raise ShapeError(f"heatmaps have shape {tuple(hm.shape)} but {R}x{R} data needs [L, {R}, {R}, {R}, {R}]; "
+                             "compute heatmaps at the dataset's resolution")
+        if hm.shape[0] != len(lam):
+            given = "the default (paper) thresholds have" if thresholds is None else "thresholds has"
+            raise ParameterError(f"heatmaps hold {hm.shape[0]} noise levels but {given} {len(lam)} values; "
+                                 "give one threshold per heatmap level")
+        bad = [v for v in lam if not 0 < v <= 1]
+        if bad:
+            raise ParameterError(f"threshold {bad[0]} is outside (0, 1]; use a mass fraction such as 0.3")
+        if not bool(torch.isfinite(hm).all()) or bool((hm < 0).any()):
+            raise ParameterError("heatmaps hold negative or non-finite values; use absolute sensitivities (≥ 0)")
+        if bool((hm.sum((-1, -2)) <= 0).any()):
+            raise ParameterError("a heatmap sums to zero, so its crop is undefined; give every pixel a positive map")
+        self.heatmaps, self.thresholds = hm, lam
+        self.grid = NoiseGrid(len(lam), t_min, t_max, rho)
+
+    def masks(self, t: float) -> torch.Tensor:
+        """Crops for noise level t: bool [R², R²] (row: output pixel y·R + x; columns: kept pixels)."""
+        i = self.grid.index(t)
+        return flex_masks(self.heatmaps[i], self.thresholds[i])
+
+    def crops_for(self, t: float) -> MaskCrops:
+        i = self.grid.index(t)
+        return self._cached(i, lambda: MaskCrops(self.masks(t), self.device))

@@ -1,0 +1,39 @@
+"""Registers `pspc_sq` and `pspc_flex`. Imports nothing heavy: the implementation loads when a denoiser is created."""
+
+from pspc_core import REQUIRED, Param, hookimpl
+
+_GRID = [
+    Param("t_min", "float", 0.002, "smallest noise level of the schedule's own EDM grid"),
+    Param("t_max", "float", 80.0, "largest noise level of the schedule's own EDM grid"),
+    Param("rho", "float", 7.0, "EDM grid exponent ρ"),
+    Param("chunk_size", "int", 4096, "latent×image pairs processed at once (bounds memory, ~40 bytes × R² each)"),
+]
+
+
+@hookimpl
+def register_denoisers(register):
+    register(
+        "pspc_sq",
+        summary="PSPC-Square: average of k×k patch posteriors, k chosen by t from a schedule (Niedoba et al.)",
+        params=[
+            Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
+            Param("patch_sizes", "list[int]", None,
+                  "one patch size per point of its own EDM grid (default: the paper's CIFAR-10 schedule "
+                  "32,32,32,32,32,32,32,23,15,11,7,5,3,3,3,3,3,3 scaled to the resolution)"),
+            *_GRID,
+        ],
+        factory="pspc_patch.square:PSPCSquare",
+    )
+    register(
+        "pspc_flex",
+        summary="PSPC-Flex: average of posteriors over heatmap crops, one per pixel, thresholded by t",
+        params=[
+            Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
+            Param("heatmaps", "path", REQUIRED, "sensitivity heatmaps [L,R,R,R,R] (.npy as the paper ships, or .safetensors)"),
+            Param("thresholds", "list[float]", None,
+                  "mass λ in (0,1] kept per grid point, L values (default: the paper's CIFAR-10 "
+                  "1,1,1,1,1,1,1,0.7,0.7,0.5,0.4,0.4,0.4,0.4,0.3,0.3,0.3,0.3)"),
+            *_GRID,
+        ],
+        factory="pspc_patch.flex:PSPCFlex",
+    )
