@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -116,3 +118,9 @@ def test_network_and_data_of_different_sizes_fail_before_any_work(capsys, tmp_pa
                         "--outdir", tmp_path / "out", *QUIET)
     assert_one_line_error(code, err, "3x16x16", "3x32x32")
     assert not (tmp_path / "out" / "network_outputs_t_10_of_18.npy").exists()
+
+
+def test_listing_network_imports_no_torch():
+    code = "import sys; import pspc_network.hooks, pspc_network; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -13,7 +13,7 @@ def register_denoisers(register):
                   "EDM network .pkl (e.g. edm-cifar10-32x32-uncond-vp.pkl) or a .safetensors from `pspc convert`"),
             Param("class_label", "str", "random",
                   "conditional nets: a class index, 'random' (one per latent, from label_seed) or 'none' "
-                  "(official no-label behaviour); ignored by unconditional nets unless an index is given"),
+                  "(official no-label behaviour); an unconditional net accepts no index"),
             Param("force_fp32", "bool", False, "run in float32 even where the checkpoint asks for fp16 on CUDA"),
             Param("label_seed", "int", 0, "seed of the 'random' class labels"),
         ],
