@@ -70,8 +70,8 @@ def pspc_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, masks
     estimate over whole images (the toolkit's documented choice).
     """
     B, C, R, _ = z.shape
-    composite = torch.zeros(B, C, R * R)
-    coverage = torch.zeros(R * R)
+    composite = torch.zeros(B, C, R * R, dtype=z.dtype)
+    coverage = torch.zeros(R * R, dtype=z.dtype)
     for mask in masks:
         idx = mask.flatten().nonzero().squeeze(1)
         if len(idx) == 0:

@@ -6,11 +6,13 @@
 `pixel_sums(w)` : per-crop values w [K, M] -> per-pixel sums [P, M], Σ_{C∋p} w_C (the transposed map), in float64
                   (many weights accumulate into one pixel).
 `coverage`      : [P] how many crops hold each pixel (the composite's normaliser).
-`pixel_index`   : [K, S] the pixels of each crop, padded with P (S = `max_size`), for sparse scatters.
+`pixel_index`   : [K, S] the pixels each crop's estimate is spread to, padded with P (S = `max_size`).
 `multiplicity`  : [K] how many times each crop counts in the composite (merged duplicates), or None (all once).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -80,10 +82,11 @@ class MaskCrops:
         self.n_crops = member.shape[0]
         self.coverage = coverage.to(device)
         self.multiplicity = multiplicity.to(device)
-        sizes = member.sum(1).long()
+        targets = out.T > 0  # [K, P] the pixels each crop's estimate goes to (the fallback: uncovered ones only)
+        sizes = targets.sum(1)
         self.max_size = int(sizes.max())
         P = member.shape[1]
-        order = torch.sort(member, dim=1, descending=True, stable=True).indices[:, : self.max_size]
+        order = torch.sort(targets.byte(), dim=1, descending=True, stable=True).indices[:, : self.max_size]
         slots = torch.arange(self.max_size)[None, :]
         self.pixel_index = torch.where(slots < sizes[:, None], order, P).to(device)
         device = torch.device("cpu") if device is None else torch.device(device)
@@ -93,7 +96,9 @@ class MaskCrops:
         self.sparse = sparse
         out = out.to(F64)
         if sparse:
-            self.member, self.out = member.to_sparse_csr().to(device), out.to_sparse_csr().to(device)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": products with dense are stable
+                warnings.simplefilter("ignore", UserWarning)
+                self.member, self.out = member.to_sparse_csr().to(device), out.to_sparse_csr().to(device)
         else:
             self.member, self.out = member.to(device), out.to(device)
 
