@@ -56,8 +56,11 @@ class BatchJob:
             if on_batch is not None:
                 on_batch(start, stop)
 
+    def load(self, r: tuple[int, int]) -> np.ndarray:
+        return np.load(self._batch_path(*r))
+
     def gather(self) -> np.ndarray:
-        return np.concatenate([np.load(self._batch_path(*r)) for r in self.ranges])
+        return np.concatenate([self.load(r) for r in self.ranges])
 
     def cleanup(self) -> None:
         """Remove this job's batches, and the folders above them that it leaves empty."""

@@ -70,6 +70,8 @@ def denoise(
     key = dict(cmd="denoise", name=setup.name, params=setup.params, data=data, xflip=xflip, t=t, n=n, seed=seed,
                z=str(z) if z else None)
     outputs = run_in_batches(outdir, stem, key, n, batch, compute, quiet)
+    if outputs is None:  # not rank 0 of a torchrun job
+        return
     save_grid(outputs[:64], outdir / f"{stem}.png")
     typer.echo(f"denoised {n} latents at t = {t:.6g} with {setup.name}: {outdir / (stem + '.npy')}")
 

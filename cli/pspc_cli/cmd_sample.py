@@ -51,7 +51,6 @@ def sample(
     import numpy as np
     import torch
 
-    from pspc_core import edm_schedule
     from pspc_core import sample as pf_ode_sample
     from pspc_core.errors import ShapeError
     from pspc_core.imagegrid import save_grid
@@ -64,7 +63,7 @@ def sample(
     z0 = _load_z_init(z_init, shape) if z_init is not None else None
     n = len(z0) if z0 is not None else n_samples
     dtype = torch.float64 if float64 else torch.float32
-    t_steps = edm_schedule(n_steps, t_min, t_max, rho, dtype=dtype)
+    t_steps = _schedule_for(setup.denoiser, n_steps, t_min, t_max, rho, dtype)
 
     def compute(start: int, stop: int) -> np.ndarray:
         z = z0[start:stop] if z0 is not None else gaussian_latents(range(seed + start, seed + stop), shape).to(dtype) * t_steps[0]
@@ -77,10 +76,22 @@ def sample(
     key = dict(cmd="sample", name=setup.name, params=setup.params, data=data, xflip=xflip, n=n, seed=seed,
                solver=solver.value, t=t_steps.tolist(), float64=float64, z_init=str(z_init) if z_init else None)
     samples = run_in_batches(outdir, stem, key, n, batch, compute, quiet)
+    if samples is None:  # not rank 0 of a torchrun job
+        return
     save_grid(samples[:64], outdir / f"{stem}.png")
     typer.echo(f"{n} samples from {setup.name} ({solver.value}, {n_steps} steps): {outdir / (stem + '.npy')}")
     if setup.dataset is not None:
         _report_nearest(samples, setup, outdir, save_nearest)
+
+
+def _schedule_for(den, n_steps, t_min, t_max, rho, dtype):
+    """The EDM grid, limited to the noise levels a network supports and rounded as it rounds σ (EDM's generate.py)."""
+    from pspc_core import edm_schedule
+
+    t_min = max(t_min, getattr(den, "sigma_min", 0.0))
+    t_max = min(t_max, getattr(den, "sigma_max", float("inf")))
+    t_steps = edm_schedule(n_steps, t_min, t_max, rho, dtype=dtype)
+    return den.round_sigma(t_steps) if hasattr(den, "round_sigma") else t_steps
 
 
 def _report_nearest(samples, setup, outdir: Path, save_images: bool) -> None:

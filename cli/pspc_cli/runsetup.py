@@ -23,11 +23,10 @@ class RunSetup:
 
 
 def default_device(device: str | None) -> str:
-    import torch
+    """--device as given, else this process's GPU (its own one under torchrun), else the CPU."""
+    from pspc_core.distributed import local_device
 
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return device or local_device()
 
 
 def resolve_denoiser(denoiser: str | None, preset: str | None, params: list[str] | None,
@@ -52,8 +51,9 @@ def resolve_denoiser(denoiser: str | None, preset: str | None, params: list[str]
 def build(denoiser: str | None, preset: str | None, params: list[str] | None, network_pkl: str | None,
           data: str | None, xflip: bool, device: str | None, need_data: bool, registry=None) -> RunSetup:
     """Resolve, load the data if anyone needs it, create the denoiser and move it to the device."""
-    from pspc_core import create_denoiser, load_dataset
+    from pspc_core import create_denoiser, distributed, load_dataset
 
+    distributed.init()
     name, values = resolve_denoiser(denoiser, preset, params, network_pkl, registry)
     spec = get_denoiser_spec(name)
     takes_data = any(p.type == "dataset" for p in spec.params)
