@@ -43,7 +43,7 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, crops, chun
     budget = ENTRY_BUDGET // crops.max_size
 
     # Pass 1: running maximum m and normaliser s (relative to m) per (crop, latent); non-zero weights kept.
-    m = torch.full((crops.n_crops, B), -torch.inf, device=z.device)
+    m = torch.full((crops.n_crops, B), -torch.inf, dtype=F64, device=z.device)
     s = torch.zeros(crops.n_crops, B, dtype=F64, device=z.device)
     flagged = torch.zeros(B, N, dtype=torch.bool, device=z.device)
     entries, n_entries = [], 0
@@ -52,7 +52,7 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, crops, chun
         logits = _logits(zt.unsqueeze(-1), x.unsqueeze(2), crops, scale)  # [K, B, n]
         m_new = torch.maximum(m, logits.amax(-1))
         w = _exp_shifted(logits, m_new.unsqueeze(-1))
-        s = s * torch.exp((m - m_new).double()) + w.sum(-1, dtype=F64)
+        s = s * torch.exp(m - m_new) + w.sum(-1, dtype=F64)
         m = m_new
         flagged[:, start : start + per_chunk] = w.amax(0) > 0
         if n_entries <= budget:
@@ -87,18 +87,22 @@ def _scatter_composite(w, k, b, n, pixels, crops, B) -> torch.Tensor:
 
 
 def _dense_composite(zt, m, s, flagged, pixels, crops, scale, chunk_size) -> torch.Tensor:
-    """Pass 2, one latent at a time over its flagged images: exp(ℓ - m) / s spread back to pixels, times x."""
+    """Pass 2 over the images some latent flagged: exp(ℓ - m) / s spread back to pixels, times x: [B, C, P]."""
     C, P, B = zt.shape
-    out = torch.zeros(B, C, P, dtype=F64, device=zt.device)
-    for b in range(B):
-        used = flagged[b].nonzero().squeeze(1)
-        m_b, inv_s_b = m[:, b : b + 1], 1.0 / s[:, b : b + 1]
-        for start in range(0, len(used), chunk_size):
-            x = _to_data_units(pixels.index_select(2, used[start : start + chunk_size]))  # [C, P, M]
-            w = _exp_shifted(_logits(zt[:, :, b : b + 1], x, crops, scale), m_b).double().mul_(inv_s_b)
-            wbar = crops.pixel_sums(w)  # Σ_{C∋p} w_C, [P, M] float64
-            out[b] += (x.double() * wbar).sum(-1)
-    return out
+    out = torch.zeros(C, P, B, dtype=F64, device=zt.device)
+    used = flagged.any(0).nonzero().squeeze(1)
+    everything = len(used) == pixels.shape[-1]
+    per_chunk = max(1, chunk_size // B)
+    inv_s = (1.0 / s).unsqueeze(-1)
+    for start in range(0, len(used), per_chunk):
+        v = pixels[:, :, start : start + per_chunk] if everything else pixels.index_select(2, used[start : start + per_chunk])
+        x = _to_data_units(v)  # [C, P, n]
+        logits = _logits(zt.unsqueeze(-1), x.unsqueeze(2), crops, scale)  # [K, B, n]
+        w = _exp_shifted(logits, m.unsqueeze(-1)).double().mul_(inv_s)  # exp(ℓ - m) / s
+        wbar = crops.pixel_sums(w.view(crops.n_crops, -1)).view(P, B, -1).float()  # Σ_{C∋p} w_C
+        for c in range(C):
+            out[c] += torch.linalg.vecdot(wbar, x[c].unsqueeze(1))  # Σ_n wbar x, float32 per chunk
+    return out.permute(2, 0, 1)
 
 
 def pixels_first(images: torch.Tensor) -> torch.Tensor:
@@ -113,10 +117,11 @@ def _to_data_units(v: torch.Tensor) -> torch.Tensor:
 
 
 def _logits(zt: torch.Tensor, xt: torch.Tensor, crops, scale: float) -> torch.Tensor:
-    """ℓ = -d / 2t² (float32) with d the crop sums of e_p = Σ_c (z_cp - x_cp)² (channel-first, broadcast).
+    """ℓ = -d / 2t² (float64) with d the crop sums of e_p = Σ_c (z_cp - x_cp)² (channel-first, broadcast).
 
-    Squared differences (no expansion) summed as non-negative terms: float32 keeps its relative precision, as
-    in the paper's code; no cumulative sums (they cancel catastrophically at small t).
+    Squared differences (no expansion): each e_p is exact to float32 rounding, and the crop sums add them in
+    float64 directly, so d keeps e's relative precision whatever the crop size (float32 accumulation would lose
+    ~k·ε; cumulative sums would cancel catastrophically at small t).
     """
     e = torch.sub(zt[0], xt[0]).square_()
     for c in range(1, zt.shape[0]):
@@ -127,8 +132,8 @@ def _logits(zt: torch.Tensor, xt: torch.Tensor, crops, scale: float) -> torch.Te
 
 
 def _exp_shifted(logits: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """exp(ℓ - m) in float32, exponents below EXP_FLOOR giving exactly 0 (the normaliser is applied after)."""
-    arg = torch.sub(logits, m).clamp_(min=EXP_FLOOR).exp_()
+    """exp(ℓ - m) in float32 (ℓ - m formed in float64), exponents below EXP_FLOOR giving exactly 0."""
+    arg = torch.sub(logits, m).float().clamp_(min=EXP_FLOOR).exp_()
     return torch.threshold_(arg, TINY, 0.0)
 
 

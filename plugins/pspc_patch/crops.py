@@ -1,8 +1,8 @@
 """Crop families as two linear maps between pixels and crops, so one engine serves PSPC-Square and PSPC-Flex.
 
-`crop_sums(e)`  : per-pixel maps e [P, M] (P = R² pixels, M columns) -> per-crop sums d [K, M], d_C = Σ_{p∈C} e_p.
-                  float32: e ≥ 0, so every sum adds non-negative terms directly and keeps float32's relative
-                  precision (the paper's code sums the same terms in float32). No cumulative sums: those cancel.
+`crop_sums(e)`  : per-pixel maps e [P, M] (P = R² pixels, M columns) -> per-crop sums d [K, M], d_C = Σ_{p∈C} e_p,
+                  accumulated in float64. e ≥ 0, so every sum adds non-negative terms directly and keeps e's
+                  relative precision. No cumulative sums: those cancel catastrophically.
 `pixel_sums(w)` : per-crop values w [K, M] -> per-pixel sums [P, M], Σ_{C∋p} w_C (the transposed map), in float64
                   (many weights accumulate into one pixel).
 `coverage`      : [P] how many crops hold each pixel (the composite's normaliser).
@@ -34,7 +34,7 @@ class BoxCrops:
         u = torch.arange(self.n_windows)[:, None]
         i = torch.arange(resolution)[None, :]
         band = (i >= u) & (i < u + patch_size)  # A [nW, R]
-        self.band = band.float().to(device)
+        self.band = band.to(F64).to(device)
         self.band_t = band.T.to(F64).contiguous().to(device)
         ones = torch.ones(self.n_crops, 1, dtype=F64, device=device)
         self.coverage = self.pixel_sums(ones).squeeze(1)
@@ -48,7 +48,7 @@ class BoxCrops:
     def crop_sums(self, e: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         R, nW, M = self.R, self.n_windows, e.shape[-1]
         band = self.band if scale == 1.0 else self.band * scale
-        rows = (band @ e.reshape(R, R * M)).view(nW, R, M)  # sums over k rows
+        rows = (band @ e.reshape(R, R * M).double()).view(nW, R, M)  # sums over k rows
         return torch.matmul(self.band, rows).view(self.n_crops, M)  # ... and over k columns
 
     def pixel_sums(self, w: torch.Tensor) -> torch.Tensor:
@@ -79,6 +79,7 @@ class MaskCrops:
             multiplicity = torch.cat([multiplicity, torch.ones(1, dtype=F64)])
             out = torch.cat([out, self.uncovered.float()[:, None]], 1)
             coverage = torch.where(self.uncovered, torch.ones_like(coverage), coverage)
+        member = member.to(F64)
         self.n_crops = member.shape[0]
         self.coverage = coverage.to(device)
         self.multiplicity = multiplicity.to(device)
@@ -103,7 +104,7 @@ class MaskCrops:
             self.member, self.out = member.to(device), out.to(device)
 
     def crop_sums(self, e: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        return (self.member @ e).mul_(scale)
+        return (self.member @ e.double()).mul_(scale)
 
     def pixel_sums(self, w: torch.Tensor) -> torch.Tensor:
         return self.out @ w.to(F64)
