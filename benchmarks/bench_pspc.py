@@ -7,7 +7,7 @@ schedule pairs with it. The oracle loops over crops and is linear in the number 
 first --oracle-images images and its time is scaled by N / oracle-images (stated in the output); the max abs
 difference column compares both on that subset.
 
-    python benchmarks/bench_pspc.py [--latents 10] [--n-images 20000] [--oracle-images 1000] [--device cpu]
+    python benchmarks/bench_pspc.py [--latents 10] [--n-images 20000] [--oracle-images 500] [--device cpu]
     python benchmarks/bench_pspc.py --device cuda --n-images 100000 --random   # full CIFAR-10 scale on a GPU
 """
 
@@ -117,7 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latents", type=int, default=10)
     ap.add_argument("--n-images", type=int, default=20000)
-    ap.add_argument("--oracle-images", type=int, default=1000, help="0: skip the oracle")
+    ap.add_argument("--oracle-images", type=int, default=500, help="0: skip the oracle")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunk-size", type=int, default=None, help="latent×image pairs per step (default: the denoiser's)")
     ap.add_argument("--repeats", type=int, default=3, help="calls per case; the median is reported")

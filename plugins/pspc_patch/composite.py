@@ -27,13 +27,14 @@ from pspc_core.errors import ParameterError
 F64 = torch.float64
 EXP_FLOOR = -87.0  # float32 exp(-87) ≈ 1.6e-38: treated as zero (and exp is slow far below it on CPU)
 TINY = 1.7e-38
+DEFAULT_CHUNK = {"cpu": 2048, "cuda": 32768}  # latent×image pairs per step: cache-sized on CPU, large on GPU
 ENTRY_BUDGET = 4_000_000  # kept non-zero weights × crop size, beyond which the dense pass 2 is used
 
 
 def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, crops, chunk_size: int) -> torch.Tensor:
     """D(z, t) for latents z [B, C, R, R] (one noise level t) over uint8 training pixels [C, R², N] (pixels first).
 
-    `chunk_size` bounds the latent×image pairs handled at once (memory ~ chunk_size × R² × 30 bytes).
+    `chunk_size` bounds the latent×image pairs handled at once (memory ~ chunk_size × R² × 60 bytes).
     """
     B, C, R, _ = z.shape
     P, N = R * R, pixels.shape[-1]
@@ -143,15 +144,15 @@ class PatchDenoiser(Denoiser):
     Latents are grouped by their own t (`split_by_t`): crops differ between noise levels.
     """
 
-    def __init__(self, dataset, chunk_size: int):
+    def __init__(self, dataset, chunk_size: int | None):
         from pspc_core.dataset import as_dataset
 
-        if int(chunk_size) < 1:
+        if chunk_size is not None and int(chunk_size) < 1:
             raise ParameterError(f"chunk_size must be at least 1, got {chunk_size}")
         self.dataset = as_dataset(dataset)
         self.pixels = pixels_first(self.dataset.images)  # uint8 [C, R², N], moved to the device once by .to()
         self.resolution, self.channels = self.dataset.resolution, self.dataset.channels
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self._crops: dict = {}
 
     def crops_for(self, t: float):
@@ -175,4 +176,5 @@ class PatchDenoiser(Denoiser):
         return split_by_t(z, t, self._denoise_level)
 
     def _denoise_level(self, z: torch.Tensor, t: float) -> torch.Tensor:
-        return patch_composite(z, t, self.pixels, self.crops_for(t), self.chunk_size)
+        chunk = self.chunk_size or DEFAULT_CHUNK.get(self.device.type, DEFAULT_CHUNK["cpu"])
+        return patch_composite(z, t, self.pixels, self.crops_for(t), chunk)

@@ -27,7 +27,7 @@ class PSPCFlex(PatchDenoiser):
     """
 
     def __init__(self, dataset, heatmaps, thresholds=None, t_min: float = 0.002, t_max: float = 80.0,
-                 rho: float = 7.0, chunk_size: int = 4096):
+                 rho: float = 7.0, chunk_size: int | None = None):
         super().__init__(dataset, chunk_size)
         R = self.resolution
         hm = load_heatmaps(heatmaps)

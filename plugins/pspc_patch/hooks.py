@@ -6,7 +6,8 @@ _GRID = [
     Param("t_min", "float", 0.002, "smallest noise level of the schedule's own EDM grid"),
     Param("t_max", "float", 80.0, "largest noise level of the schedule's own EDM grid"),
     Param("rho", "float", 7.0, "EDM grid exponent ρ"),
-    Param("chunk_size", "int", 4096, "latent×image pairs processed at once (bounds memory, ~40 bytes × R² each)"),
+    Param("chunk_size", "int", None, "latent×image pairs processed at once, bounding memory at ~60 bytes × R² each "
+                                      "(default: 2048 on CPU, 32768 on CUDA)"),
 ]
 
 

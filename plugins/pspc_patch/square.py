@@ -19,7 +19,7 @@ class PSPCSquare(PatchDenoiser):
     """
 
     def __init__(self, dataset, patch_sizes=None, t_min: float = 0.002, t_max: float = 80.0, rho: float = 7.0,
-                 chunk_size: int = 4096):
+                 chunk_size: int | None = None):
         super().__init__(dataset, chunk_size)
         R = self.resolution
         sizes = scaled_patch_sizes(R) if patch_sizes is None else [int(k) for k in patch_sizes]
