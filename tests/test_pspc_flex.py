@@ -125,3 +125,17 @@ def test_bad_input_is_one_clear_error_before_any_work(tiny_dataset, change, erro
 def test_missing_heatmaps_file_is_a_parameter_error(tiny_dataset, tmp_path):
     with pytest.raises(ParameterError, match="does not exist"):
         create_denoiser("pspc_flex", dataset=tiny_dataset, heatmaps=str(tmp_path / "none.npy"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("t", [3.0, 0.002])
+def test_cuda_matches_cpu(tiny_dataset, t):
+    from pspc_patch.flex import PSPCFlex
+
+    hm = _heatmaps(1)
+    hm[..., R // 2 :] = 0.0  # uncovered pixels too
+    den = PSPCFlex(tiny_dataset, hm, thresholds=[0.4])
+    z = _latents(tiny_dataset, t)
+    cpu = den(z, t)
+    gpu = den.to("cuda")(z.cuda(), t)
+    assert (gpu.cpu() - cpu).abs().max().item() <= 1e-5
