@@ -5,7 +5,11 @@
 set -uo pipefail
 SHARED=${1:-../shared}
 export PYTHONUNBUFFERED=1
-python3 -c "import pspc_core" 2>/dev/null || python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 3
+# Make the source tree importable with its entry points, without pip (the GPU machine has no registry).
+SITE=$(mktemp -d); mkdir -p "$SITE/pspc-0.1.0.dist-info"
+printf 'Metadata-Version: 2.1\nName: pspc\nVersion: 0.1.0\n' > "$SITE/pspc-0.1.0.dist-info/METADATA"
+python3 -c "import tomllib; e = tomllib.load(open('pyproject.toml', 'rb'))['project']['entry-points']['pspc']; print('[pspc]'); [print(k, '=', v) for k, v in e.items()]" > "$SITE/pspc-0.1.0.dist-info/entry_points.txt" || exit 3
+export PYTHONPATH="$PWD:$PWD/cli:$PWD/plugins:$SITE"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" || exit 3
 step() { echo; echo "== $1"; shift; timeout "$@" || echo "(step ended with status $?)"; }
 step "CUDA correctness" 120 python3 benchmarks/gpu_correctness.py --shared "$SHARED"
