@@ -1,0 +1,79 @@
+"""What a training run writes: the network checkpoint (EMA weights) and the state to resume from.
+
+- `network.safetensors`: the EMA network's `state_dict` (official key names) with metadata `pspc_config` =
+  {"class_name", "init_kwargs"}: exactly the file the `network` plugin loads. Optionally stored in float16.
+- `training-state.safetensors`: raw weights (`net.`), EMA weights (`ema.`), Adam moments (`adam_m.`, `adam_v.`),
+  the random generators' states (`rng.`) and, in metadata, the step count, images seen and the run's settings.
+
+Both are written atomically (a temporary file, then a rename): an interrupted write leaves the previous file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from pspc_core.atomic import atomic_path
+from pspc_core.errors import UnsafeCheckpointError
+
+NETWORK_FILE = "network.safetensors"
+STATE_FILE = "training-state.safetensors"
+
+
+def save_network(path, net: torch.nn.Module, config: dict, float16: bool = False, extra_meta: dict | None = None) -> None:
+    """Write `net`'s state_dict with metadata pspc_config (float tensors cast to float16 if asked)."""
+    tensors = {}
+    for key, value in net.state_dict().items():
+        value = value.detach().cpu()
+        if float16 and value.is_floating_point():
+            value = value.to(torch.float16)
+        tensors[key] = value.contiguous()
+    meta = {"pspc_config": json.dumps(config)}
+    meta.update({k: str(v) for k, v in (extra_meta or {}).items()})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def save_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torch.Generator, meta: dict) -> None:
+    tensors = {}
+    for prefix, module in (("net.", net), ("ema.", ema)):
+        tensors.update({prefix + k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
+    names = [n for n, _ in net.named_parameters()]
+    adam_steps = []
+    for name, p in zip(names, net.parameters()):
+        st = optimizer.state.get(p)
+        if st:
+            tensors["adam_m." + name] = st["exp_avg"].detach().cpu().contiguous()
+            tensors["adam_v." + name] = st["exp_avg_sq"].detach().cpu().contiguous()
+            adam_steps.append(float(st["step"]))
+    tensors["rng.data"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = dict(meta, adam_step=max(adam_steps, default=0.0))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"pspc_train": json.dumps(meta)})
+
+
+def load_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:
+    """Restore everything `save_state` wrote; returns its metadata (step, images seen, settings)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["pspc_train"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # truncated or foreign file
+        raise UnsafeCheckpointError(f"training state {path} is unreadable ({type(exc).__name__}); delete it to start over") from None
+    for prefix, module in (("net.", net), ("ema.", ema)):
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    device = next(net.parameters()).device
+    for name, p in net.named_parameters():
+        if "adam_m." + name in tensors:
+            optimizer.state[p] = {
+                "step": torch.tensor(meta["adam_step"]),
+                "exp_avg": tensors["adam_m." + name].to(device),
+                "exp_avg_sq": tensors["adam_v." + name].to(device),
+            }
+    generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta
