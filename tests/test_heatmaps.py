@@ -1,0 +1,158 @@
+"""`pspc heatmaps`: Jacobian heatmaps against the Gaussian denoiser's closed form, batched VJPs against one
+backward pass per pixel, resumption, file formats and one-line errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from pspc_core import Dataset, create_denoiser, edm_schedule
+from pspc_core.errors import PspcError, ShapeError
+from pspc_core.heatmaps import compute_heatmaps, heatmap_sum, heatmap_sum_loop, load_heatmaps, save_heatmaps
+from pspc_core.latents import forward_process
+from pspc_core.resumable import BatchJob
+
+
+def gaussian_heatmap(den, t: float, per_channel: bool) -> torch.Tensor:
+    """Closed form: J = U diag(s / (s + t²)) Uᵀ, rows (c, y, x) out, columns (c', i, j) in."""
+    C, R = den.channels, den.resolution
+    J = (den.vecs * (den.evals / (den.evals + t * t))) @ den.vecs.T
+    J = J.view(C, R * R, C, R * R)
+    h = J.abs().sum(2).sum(0) if per_channel else J.sum(0).abs().sum(1)
+    return h.view(R, R, R, R)
+
+
+@pytest.fixture
+def gaussian(tiny_dataset):
+    return create_denoiser("gaussian", dataset=tiny_dataset)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_gaussian_heatmaps_equal_the_closed_form_jacobian(gaussian, tiny_dataset, per_channel):
+    grid = edm_schedule(3, 0.002, 80.0, 7.0)[1:]  # two grid points, t = 3.7 and 0.002
+
+    def latents(start, stop, t):
+        return forward_process(tiny_dataset, range(start, stop), t)
+
+    maps = compute_heatmaps(gaussian, latents, grid, n_latents=3, batch=2, pixel_chunk=20, per_channel=per_channel,
+                            progress=False)
+    assert maps.shape == (2, 8, 8, 8, 8)
+    for k, t in enumerate(grid.tolist()):
+        expected = gaussian_heatmap(gaussian, t, per_channel).float()
+        torch.testing.assert_close(maps[k], expected, rtol=1e-4, atol=1e-6)
+    # The definitions differ: summing channel rows before |.| lets them cancel.
+    other = gaussian_heatmap(gaussian, float(grid[0]), not per_channel).float()
+    assert (maps[0] - other).abs().max() > 1e-3
+
+
+def tiny_network():
+    from pspc_network.config import build_network
+    from pspc_network.denoiser import NetworkDenoiser
+    from pspc_train.init import init_edm_weights
+
+    config = {"class_name": "EDMPrecond", "init_kwargs": dict(
+        img_resolution=8, img_channels=3, model_type="SongUNet", model_channels=8, channel_mult=[1, 2],
+        num_blocks=1, attn_resolutions=[4], dropout=0.0)}
+    net = init_edm_weights(build_network(config), seed=1)
+    with torch.no_grad():  # move the zero-initialised output layers off zero so every path matters
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    return NetworkDenoiser(network=net)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_batched_vjps_equal_one_backward_pass_per_pixel(per_channel):
+    den = tiny_network()
+    z = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    fast = heatmap_sum(den, z, 1.3, pixel_chunk=24, per_channel=per_channel)
+    slow = heatmap_sum_loop(den, z, 1.3, per_channel=per_channel)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-8)
+    assert slow.std() > 0  # a nonlinear net: maps vary from pixel to pixel
+
+
+class CountingDenoiser:
+    """Wraps a denoiser, counts the noise levels it is called at, and interrupts at a chosen one."""
+
+    def __init__(self, den, stop_at=None):
+        self.den, self.stop_at, self.calls = den, stop_at, []
+
+    def __call__(self, z, t):
+        level = round(float(t[0]), 6)
+        if level == self.stop_at:
+            raise KeyboardInterrupt
+        self.calls.append(level)
+        return self.den(z, t)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_grid_points(gaussian, tiny_dataset, tmp_path):
+    grid = edm_schedule(3)
+    levels = [round(float(t), 6) for t in grid]
+
+    def latents(start, stop, t):
+        return forward_process(tiny_dataset, range(start, stop), t)
+
+    def job():
+        return BatchJob(tmp_path / "work", {"test": 1}, len(grid), 1)
+
+    first = CountingDenoiser(gaussian, stop_at=levels[2])
+    with pytest.raises(KeyboardInterrupt):
+        compute_heatmaps(first, latents, grid, 2, 2, progress=False, job=job())
+    assert sorted(set(first.calls)) == sorted(levels[:2])
+    second = CountingDenoiser(gaussian)
+    resumed = compute_heatmaps(second, latents, grid, 2, 2, progress=False, job=job())
+    assert set(second.calls) == {levels[2]}
+    full = compute_heatmaps(gaussian, latents, grid, 2, 2, progress=False)
+    torch.testing.assert_close(resumed, full)
+
+
+def test_non_differentiable_denoiser_is_a_clear_error(tiny_dataset):
+    def frozen(z, t):
+        with torch.no_grad():
+            return z * 0.5
+
+    def latents(start, stop, t):
+        return forward_process(tiny_dataset, range(start, stop), t)
+
+    with pytest.raises(PspcError, match="not differentiable"):
+        compute_heatmaps(frozen, latents, edm_schedule(2), 1, 1, progress=False)
+
+
+def test_files_round_trip_and_float16_keeps_the_maps_shape(tmp_path):
+    maps = torch.rand(2, 4, 4, 4, 4) * 7
+    grid = edm_schedule(2)
+    save_heatmaps(tmp_path / "h.safetensors", maps, grid, {"n": 3})
+    back, meta = load_heatmaps(tmp_path / "h.safetensors")
+    assert torch.equal(back, maps) and meta == {"n": 3}
+    save_heatmaps(tmp_path / "h16.safetensors", maps, grid, float16=True)
+    half, _ = load_heatmaps(tmp_path / "h16.safetensors")
+    normalised = maps / maps.flatten(3).amax(-1)[..., None, None]
+    torch.testing.assert_close(half, normalised, rtol=1e-3, atol=1e-3)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 4, 4, 4), np.float32))
+    with pytest.raises(ShapeError, match=r"expected \[L, R, R, R, R\]"):
+        load_heatmaps(tmp_path / "bad.npy")
+
+
+def test_cli_writes_files_pspc_flex_reads(tmp_path, capsys):
+    from pspc_cli.main import main
+
+    data = tmp_path / "tiny.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (30, 3, 8, 8), dtype=np.uint8))
+    out = tmp_path / "hm" / "maps.safetensors"
+    args = ["heatmaps", "-d", "gaussian", "--data", data, "--n_latents", 2, "--n_steps", 3, "--npy", "-o", out,
+            "--quiet", "--device", "cpu"]
+    main(list(map(str, args)))  # returns normally on success
+    assert "heatmaps (3, 8, 8, 8, 8)" in capsys.readouterr().out
+    assert np.load(out.with_suffix(".npy")).shape == (3, 8, 8, 8, 8)
+    assert not (out.parent / ".pspc-work").exists() or not any((out.parent / ".pspc-work").rglob("*.npy"))
+    from pspc_patch.heatmaps_io import load_heatmaps as flex_loader
+
+    torch.testing.assert_close(flex_loader(out), torch.from_numpy(np.load(out.with_suffix(".npy"))))
+
+
+def test_cli_bad_output_suffix_is_one_line(tmp_path, capsys):
+    from pspc_cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["heatmaps", "-d", "gaussian", "--data", "builtin:shapes:5", "-o", str(tmp_path / "h.npy")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and ".safetensors" in err[0]
+    assert not (tmp_path / "h.npy").exists()
