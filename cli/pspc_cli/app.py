@@ -25,6 +25,9 @@ COMMAND_MODULES = [
     "pspc_cli.cmd_denoise",
     "pspc_cli.cmd_sample",
     "pspc_cli.cmd_convert",
+    "pspc_cli.cmd_heatmaps",
+    "pspc_cli.cmd_compare",
+    "pspc_cli.cmd_train",
 ]
 
 
