@@ -13,8 +13,8 @@ def empirical_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, 
     """D(z, t) = Σ w_n x_n, w = softmax(-‖z - x_n‖² / 2t²), streamed over chunks with a running max (in z's dtype)."""
     zf = z.flatten(1)
     scale = 1.0 / (2 * t.to(z.dtype) ** 2)
-    m = torch.full((zf.shape[0], 1), -torch.inf, dtype=z.dtype)
-    s = torch.zeros(zf.shape[0], 1, dtype=z.dtype)
+    m = torch.full((zf.shape[0], 1), -torch.inf, dtype=z.dtype, device=z.device)
+    s = torch.zeros(zf.shape[0], 1, dtype=z.dtype, device=z.device)
     acc = torch.zeros_like(zf)
     for start in range(0, images_u8.shape[0], chunk):
         x = images_u8[start : start + chunk].flatten(1).to(z.dtype) / 127.5 - 1
