@@ -19,7 +19,8 @@ F64 = torch.float64
 
 
 class BoxCrops:
-    """All k×k windows inside an R×R image (stride 1, no padding): (R-k+1)² crops, window-major (row, column).
+    """All k×k windows inside an R×R image (stride 1, no padding): (R-k+1)² crops, crop v·(R-k+1) + u having
+    its top-left corner at row u, column v.
 
     Both maps are separable box filters done with float64 running (prefix) sums, one axis at a time: O(1) work
     per pixel and column whatever k is. float64 matters: a window sum is a difference of two prefix sums, which
@@ -35,23 +36,23 @@ class BoxCrops:
         u = torch.arange(self.n_windows)
         di, dj = torch.meshgrid(torch.arange(patch_size), torch.arange(patch_size), indexing="ij")
         offsets = (di * resolution + dj).flatten()
-        corners = (u[:, None] * resolution + u[None, :]).flatten()  # window (u, v) -> pixel u·R + v
+        corners = (u[None, :] * resolution + u[:, None]).flatten()  # crop v·nW + u: top-left pixel (u, v) = u·R + v
         self.pixel_index = (corners[:, None] + offsets[None, :]).to(device)
         self.max_size = patch_size**2
         self.multiplicity = None
 
     def crop_sums(self, e: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        R, nW, M = self.R, self.n_windows, e.shape[-1]
-        rows = _window_sums(e.view(R, R, M), self.k)  # [nW, R, M]: sums over k rows
-        cols = _window_sums(rows.transpose(0, 1), self.k)  # [nW(v), nW(u), M]: ... and over k columns
-        out = cols.transpose(0, 1).reshape(self.n_crops, M)
+        R, M = self.R, e.shape[-1]
+        rows = _window_sums(e.view(R, R, M), self.k)  # [nW(u), R(j), M]: sums over k rows i
+        cols = _window_sums(rows.transpose(0, 1), self.k)  # [nW(v), nW(u), M]: ... and over k columns j
+        out = cols.view(self.n_crops, M)
         return out.mul_(scale) if scale != 1.0 else out
 
     def pixel_sums(self, w: torch.Tensor) -> torch.Tensor:
         R, nW, M = self.R, self.n_windows, w.shape[-1]
-        rows = _spread_sums(w.view(nW, nW, M), self.k)  # [R, nW, M]
-        cols = _spread_sums(rows.transpose(0, 1), self.k)  # [R(j), R(i), M]
-        return cols.transpose(0, 1).reshape(R * R, M)
+        cols = _spread_sums(w.view(nW, nW, M), self.k)  # [R(j), nW(u), M]
+        rows = _spread_sums(cols.transpose(0, 1), self.k)  # [R(i), R(j), M]
+        return rows.view(R * R, M)
 
 
 def _prefix(a: torch.Tensor) -> torch.Tensor:
@@ -67,8 +68,11 @@ def _window_sums(a: torch.Tensor, k: int) -> torch.Tensor:
     """out[u] = Σ_{i=u}^{u+k-1} a[i] along dim 0, u = 0..L-k (float64)."""
     c = _prefix(a)
     n = a.shape[0] - k + 1
-    out = c[k - 1 :].clone()
-    out[1:] -= c[: n - 1]
+    if n == 1:
+        return c[k - 1 :]
+    out = torch.empty((n, *a.shape[1:]), dtype=F64, device=a.device)
+    out[0] = c[k - 1]
+    torch.sub(c[k:], c[: n - 1], out=out[1:])
     return out
 
 
