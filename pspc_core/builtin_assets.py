@@ -12,6 +12,7 @@ The commands that reproduce both are in `docs/experiment.md`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -45,6 +46,20 @@ def default_heatmaps() -> torch.Tensor:
     from .heatmaps import load_heatmaps
 
     return load_heatmaps(default_heatmaps_path())[0]
+
+
+def default_heatmaps_file() -> Path:
+    """The shipped heatmaps as a plain `.safetensors` (float16, tensor `heatmaps`) that any heatmap reader
+    accepts: decoded once into the cache folder ($PSPC_CACHE, default ~/.cache/pspc) and reused."""
+    from .heatmaps import load_heatmaps, save_heatmaps
+
+    src = default_heatmaps_path()
+    cache = Path(os.environ.get("PSPC_CACHE") or Path.home() / ".cache" / "pspc")
+    target = cache / f"{src.stem}-{src.stat().st_size}.safetensors"
+    if not target.exists():
+        maps, meta = load_heatmaps(src)
+        save_heatmaps(target, maps, torch.tensor(meta.get("t", [])), meta, float16=True)
+    return target
 
 
 def _check(path: Path) -> None:

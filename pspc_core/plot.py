@@ -1,0 +1,89 @@
+"""Line plots drawn with Pillow (no plotting library): one line per series, logarithmic axes, a legend.
+
+Used by `pspc compare` for MSE against t. Non-positive values cannot sit on a log axis and are left out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .atomic import atomic_path
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizes
+        return ImageFont.load_default()
+
+
+def _decades(lo: float, hi: float) -> list[int]:
+    return list(range(math.floor(lo), math.ceil(hi) + 1))
+
+
+def _tick_label(e: int) -> str:
+    return f"{10.0 ** e:g}" if -2 <= e <= 2 else f"1e{e}"
+
+
+def line_plot(path, x, series: dict[str, np.ndarray], title: str = "", xlabel: str = "", ylabel: str = "",
+              size: tuple[int, int] = (860, 540)) -> None:
+    """Draw `series` (name → y values over `x`) on log-log axes and save a PNG at `path` (atomically)."""
+    from PIL import Image, ImageDraw
+
+    x = np.asarray(x, dtype=np.float64)
+    W, H = size
+    left, right, top, bottom = 84, 180, 46, 64
+    pw, ph = W - left - right, H - top - bottom
+    ys = [np.asarray(v, dtype=np.float64) for v in series.values()]
+    positive = np.concatenate([y[y > 0] for y in ys] + [np.array([])])
+    if len(positive) == 0 or not (x > 0).any():
+        raise ValueError("nothing positive to draw on logarithmic axes")
+    x_lo, x_hi = math.log10(x[x > 0].min()), math.log10(x[x > 0].max())
+    y_lo, y_hi = math.log10(positive.min()), math.log10(positive.max())
+    x_lo, x_hi = (x_lo - 0.05, x_hi + 0.05) if x_hi > x_lo else (x_lo - 1, x_hi + 1)
+    y_lo, y_hi = (y_lo - 0.15, y_hi + 0.15) if y_hi > y_lo else (y_lo - 1, y_hi + 1)
+
+    def px(v):
+        return left + (math.log10(v) - x_lo) / (x_hi - x_lo) * pw
+
+    def py(v):
+        return top + (y_hi - math.log10(v)) / (y_hi - y_lo) * ph
+
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    font, small = _font(15), _font(12)
+    for e in _decades(x_lo, x_hi):  # vertical grid and x ticks at decades
+        if x_lo <= e <= x_hi:
+            X = px(10.0 ** e)
+            d.line([(X, top), (X, top + ph)], fill=(225, 225, 225))
+            d.text((X, top + ph + 6), _tick_label(e), fill="black", font=small, anchor="ma")
+    for e in _decades(y_lo, y_hi):
+        if y_lo <= e <= y_hi:
+            Y = py(10.0 ** e)
+            d.line([(left, Y), (left + pw, Y)], fill=(225, 225, 225))
+            d.text((left - 6, Y), _tick_label(e), fill="black", font=small, anchor="rm")
+    d.rectangle([left, top, left + pw, top + ph], outline="black")
+    for i, (name, y) in enumerate(zip(series, ys)):
+        colour = PALETTE[i % len(PALETTE)]
+        pts = [(px(a), py(b)) for a, b in zip(x, y) if a > 0 and b > 0 and np.isfinite(b)]
+        if len(pts) > 1:
+            d.line(pts, fill=colour, width=2)
+        for X, Y in pts:
+            d.ellipse([X - 3, Y - 3, X + 3, Y + 3], fill=colour)
+        ly = top + 10 + 24 * i
+        d.line([(left + pw + 16, ly), (left + pw + 44, ly)], fill=colour, width=3)
+        d.text((left + pw + 52, ly), name, fill="black", font=font, anchor="lm")
+    d.text((left + pw / 2, 14), title, fill="black", font=font, anchor="ma")
+    d.text((left + pw / 2, H - 22), xlabel, fill="black", font=font, anchor="ma")
+    label = Image.new("RGB", (ph, 22), "white")
+    ImageDraw.Draw(label).text((ph / 2, 2), ylabel, fill="black", font=font, anchor="ma")
+    img.paste(label.rotate(90, expand=True), (8, top))
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
