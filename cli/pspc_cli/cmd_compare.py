@@ -118,6 +118,8 @@ def compare(
     import shutil
 
     shutil.rmtree(outdir / WORKDIR / "compare", ignore_errors=True)
+    if (outdir / WORKDIR).is_dir() and not any((outdir / WORKDIR).iterdir()):
+        (outdir / WORKDIR).rmdir()
     typer.echo(f"wrote {outdir / 'compare.csv'} and {outdir / 'compare.png'}")
 
 

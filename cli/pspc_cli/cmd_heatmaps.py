@@ -37,7 +37,8 @@ def heatmaps(
     registry: RegistryOpt = None,
     quiet: Quiet = False,
 ) -> None:
-    """Gradient-sensitivity heatmaps for PSPC-Flex, at every point of an EDM grid (default: `-d network`).
+    """Gradient-sensitivity heatmaps for PSPC-Flex, at every point of an EDM grid (default: `-d network`, on the
+    built-in data the shipped network).
 
     For output pixel (y, x): h[y, x, i, j] = mean over latents z of Σ_c' |∂(Σ_c D(z,t)[c,y,x]) / ∂z[c',i,j]|,
     the absolute gradient of the pixel's channel sum, summed over input channels (--per_channel: Σ_c Σ_c' |∂D[c,y,x]/∂z[c',i,j]|).
@@ -60,6 +61,12 @@ def heatmaps(
         raise ParameterError(f"--out {out} must end in .safetensors or .npz (--npy adds the .npy beside it)")
     if denoiser is None and preset is None and network_pkl is None:
         denoiser = "network"
+    if denoiser == "network" and network_pkl is None and not any(p.startswith("checkpoint=") for p in param or []):
+        from pspc_core import load_registry
+        from pspc_core.builtin_assets import default_checkpoint, is_builtin_data
+
+        if is_builtin_data(data or load_registry(registry).defaults.get("data", "builtin:shapes")):
+            network_pkl = str(default_checkpoint())  # the shipped network belongs to the built-in data
     setup = build(denoiser, preset, param, network_pkl, data, xflip, device, need_data=True, registry=registry)
     grid = edm_schedule(n_steps, t_min, t_max, rho)
 
