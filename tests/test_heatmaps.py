@@ -156,3 +156,23 @@ def test_cli_bad_output_suffix_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and ".safetensors" in err[0]
     assert not (tmp_path / "h.npy").exists()
+
+
+def test_shipped_network_and_heatmaps_load(tmp_path, monkeypatch):
+    from pspc_core.builtin_assets import default_checkpoint, default_heatmaps_file, default_heatmaps_path
+
+    den = create_denoiser("network", checkpoint=str(default_checkpoint()))
+    assert (den.channels, den.resolution) == (3, 32)
+    maps, meta = load_heatmaps(default_heatmaps_path())
+    assert maps.shape == (18, 32, 32, 32, 32) and meta["n"] == 304 and (maps >= 0).all()
+    # The maps are local at small t: the mass near pixel (16, 16) grows as t falls.
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    near = ((yy - 16) ** 2 + (xx - 16) ** 2 <= 4).float()
+    mass = [(maps[k, 16, 16] * near).sum() / maps[k, 16, 16].sum() for k in (0, 9, 17)]
+    assert mass[0] < mass[1] < mass[2] and mass[2] > 0.9
+    monkeypatch.setenv("PSPC_CACHE", str(tmp_path))
+    from pspc_patch.heatmaps_io import load_heatmaps as flex_loader
+
+    plain = flex_loader(default_heatmaps_file())
+    normalised = maps / maps.flatten(3).amax(-1)[..., None, None]
+    torch.testing.assert_close(plain, normalised, rtol=2e-3, atol=1e-4)
