@@ -124,3 +124,12 @@ def test_listing_network_imports_no_torch():
     code = "import sys; import pspc_network.hooks, pspc_network; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_network_without_checkpoint_uses_the_shipped_builtin_network():
+    from pspc_core import create_denoiser
+    from pspc_core.builtin_assets import default_checkpoint
+
+    den = create_denoiser("network")
+    assert (den.channels, den.resolution) == (3, 32)
+    assert default_checkpoint().exists()

@@ -20,8 +20,12 @@ from .checkpoint import load_network
 class NetworkDenoiser(Denoiser):
     def __init__(self, checkpoint: str | os.PathLike | None = None, class_label="random", force_fp32: bool = False,
                  label_seed: int = 0, network: torch.nn.Module | None = None):
-        if (checkpoint is None) == (network is None):
-            raise ParameterError("give exactly one of checkpoint (a file) and network (a loaded module)")
+        if checkpoint is not None and network is not None:
+            raise ParameterError("give one of checkpoint (a file) and network (a loaded module), not both")
+        if checkpoint is None and network is None:
+            from pspc_core.builtin_assets import default_checkpoint
+
+            checkpoint = default_checkpoint()  # the network trained on builtin:shapes
         self.net = load_network(checkpoint) if network is None else network.eval().requires_grad_(False)
         self.resolution = int(self.net.img_resolution)
         self.channels = int(self.net.img_channels)

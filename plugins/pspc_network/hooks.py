@@ -1,6 +1,6 @@
 """Registers `network`. Imports nothing heavy: the implementation loads when the denoiser is created."""
 
-from pspc_core import REQUIRED, Param, hookimpl
+from pspc_core import Param, hookimpl
 
 
 @hookimpl
@@ -9,8 +9,9 @@ def register_denoisers(register):
         "network",
         summary="A trained EDM network (official .pkl, loaded without running its code, or pspc .safetensors)",
         params=[
-            Param("checkpoint", "path", REQUIRED,
-                  "EDM network .pkl (e.g. edm-cifar10-32x32-uncond-vp.pkl) or a .safetensors from `pspc convert`"),
+            Param("checkpoint", "path", None,
+                  "EDM network .pkl (e.g. edm-cifar10-32x32-uncond-vp.pkl) or a .safetensors from `pspc convert` "
+                  "(default: the small network shipped for builtin:shapes)"),
             Param("class_label", "str", "random",
                   "conditional nets: a class index, 'random' (one per latent, from label_seed) or 'none' "
                   "(official no-label behaviour); an unconditional net accepts no index"),
