@@ -60,11 +60,21 @@ def sampling_trajectory(reference: Callable, z0: torch.Tensor, t_grid: torch.Ten
 
 
 def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentSource, t_grid: torch.Tensor,
-            batch: int, workdir: Path, key: dict, device="cpu", progress: bool = True) -> dict[str, np.ndarray]:
-    """{name: MSE per grid point [L]} of each denoiser against `reference` on the latents of `source`."""
+            batch: int, workdir: Path, key: dict, device="cpu", progress: bool = True) -> dict[str, np.ndarray] | None:
+    """{name: MSE per grid point [L]} of each denoiser against `reference` on the latents of `source`.
+
+    Under torchrun, rank r takes the latent batches b with b % world = r (every unit of them, so that each rank
+    reads only its own files) and rank 0 gathers the per-unit sums: it returns the results, the others None.
+    """
+    from . import distributed
+
+    rank, world = distributed.rank_world()
     L, n = len(t_grid), source.n
     nb = -(-n // batch)
     ranges = [(b * batch, min((b + 1) * batch, n)) for b in range(nb)]
+    mine_b = [b for b in range(nb) if b % world == rank]
+    mine_u = [k * nb + b for k in range(L) for b in mine_b]
+    progress = progress and rank == 0
     # The list of compared denoisers is not part of the shared key: adding one reuses everything done.
     base = dict({k: v for k, v in key.items() if k != "denoisers"}, source=source.key(),
                 t=[float(t) for t in t_grid], batch=batch)
@@ -102,8 +112,8 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
         return torch.stack([z.float(), ref.float()]).cpu().numpy()[None]
 
     if traj_job is not None:
-        _run(traj_job, trajectory, nb, "trajectories", progress)
-    _run(ref_job, reference_unit, L * nb, "reference", progress)
+        _run(traj_job, trajectory, mine_b, "trajectories", progress)
+    _run(ref_job, reference_unit, mine_u, "reference", progress)
 
     # 2. Each denoiser: sum of squared differences and count per unit.
     results = {}
@@ -119,18 +129,22 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
             diff = (out.double() - ref.double()) ** 2
             return np.array([[float(diff.sum()), float(diff.numel())]])
 
-        _run(job, unit, L * nb, name, progress)
-        sums = job.gather().reshape(L, nb, 2).sum(1)
-        results[name] = sums[:, 0] / sums[:, 1]
-    return results
+        _run(job, unit, mine_u, name, progress)
+        units = distributed.gather_merged({u: job.load((u, u + 1)) for u in mine_u})
+        if units is not None:
+            sums = np.concatenate([units[u] for u in range(L * nb)]).reshape(L, nb, 2).sum(1)
+            results[name] = sums[:, 0] / sums[:, 1]
+    distributed.barrier()
+    return results if rank == 0 else None
 
 
-def _run(job: BatchJob, fn: Callable[[int], np.ndarray], total: int, desc: str, progress: bool) -> None:
+def _run(job: BatchJob, fn: Callable[[int], np.ndarray], units: list[int], desc: str, progress: bool) -> None:
+    """Compute the missing ones of `units` (this rank's share), each kept on disk when done."""
     job.prepare()
     done = set(job.done())
-    bar = Progress(total, desc, enable=progress, done=len(done))
-    job.run(lambda start, stop: fn(start), ranges=[r for r in job.ranges if r not in done],
-            on_batch=lambda *_: bar.advance())
+    todo = [(u, u + 1) for u in units if (u, u + 1) not in done]
+    bar = Progress(len(units), desc, enable=progress, done=len(units) - len(todo))
+    job.run(lambda start, stop: fn(start), ranges=todo, on_batch=lambda *_: bar.advance())
 
 
 def check_file_latents(array: np.ndarray, n_steps: int, shape: tuple) -> None:

@@ -63,3 +63,9 @@ def barrier() -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def gather_merged(part: dict):
+    """Every rank's dict merged on rank 0 (None elsewhere); `part` itself for one process."""
+    parts = gather_to_rank0(part)
+    return None if parts is None else {k: v for p in parts for k, v in p.items()}

@@ -94,7 +94,8 @@ def compute_heatmaps(denoiser: Callable, latents: Callable[[int, int, float], to
     """Mean heatmaps [L, R, R, R, R] (float32) over latents `latents(start, stop, t)` at every grid point.
 
     `job` (a `pspc_core.resumable.BatchJob` over the L grid points, batch 1) keeps each finished grid point on
-    disk, so that a rerun after an interruption skips it; without a job everything stays in memory.
+    disk, so that a rerun after an interruption skips it; without a job everything stays in memory. Under
+    torchrun the grid points are shared out among the ranks and only rank 0 returns the heatmaps (others: None).
     """
     from .progress import Progress
 
@@ -120,10 +121,15 @@ def compute_heatmaps(denoiser: Callable, latents: Callable[[int, int, float], to
     if job is None:
         bar = Progress(L * n_batches, "heatmaps", enable=progress)
         return torch.from_numpy(np.concatenate([grid_point(k) for k in range(L)]))
-    done = len(job.done())
-    bar = Progress(L * n_batches, "heatmaps", enable=progress, done=done * n_batches)
-    job.run(lambda start, stop: grid_point(start))
-    return torch.from_numpy(job.gather())
+    from . import distributed
+
+    rank, world = distributed.rank_world()  # under torchrun, rank r takes the grid points k % world = r
+    mine = [r for r in job.ranges if r[0] % world == rank]
+    done = len([r for r in job.done() if r in mine])
+    bar = Progress(len(mine) * n_batches, "heatmaps", enable=progress and rank == 0, done=done * n_batches)
+    job.run(lambda start, stop: grid_point(start), ranges=mine)
+    points = distributed.gather_merged({r: job.load(r) for r in mine})
+    return None if points is None else torch.from_numpy(np.concatenate([points[r] for r in job.ranges]))
 
 
 def save_heatmaps(path, heatmaps: torch.Tensor, t_grid: torch.Tensor, meta: dict | None = None,

@@ -109,17 +109,19 @@ def compare(
     except KeyboardInterrupt:
         typer.echo("interrupted: finished units are kept; rerun the same command to resume", err=True)
         raise typer.Exit(130)
+    import shutil
+
+    shutil.rmtree(outdir / WORKDIR / "compare", ignore_errors=True)
+    if (outdir / WORKDIR).is_dir() and not any((outdir / WORKDIR).iterdir()):
+        (outdir / WORKDIR).rmdir()
+    if results is None:  # not rank 0 of a torchrun job
+        return
     where = "z file" if z else latents.value
     typer.echo(f"MSE against {reference} ({source.n} latents, {where}, data {data}):")
     typer.echo(format_table(grid, results))
     write_csv(outdir / "compare.csv", grid, results)
     line_plot(outdir / "compare.png", grid.numpy(), results, title=f"MSE to {reference} ({where} latents)",
               xlabel="t (noise level)", ylabel="MSE")
-    import shutil
-
-    shutil.rmtree(outdir / WORKDIR / "compare", ignore_errors=True)
-    if (outdir / WORKDIR).is_dir() and not any((outdir / WORKDIR).iterdir()):
-        (outdir / WORKDIR).rmdir()
     typer.echo(f"wrote {outdir / 'compare.csv'} and {outdir / 'compare.png'}")
 
 

@@ -47,7 +47,7 @@ def heatmaps(
     """
     import torch
 
-    from pspc_core import edm_schedule
+    from pspc_core import distributed, edm_schedule
     from pspc_core.atomic import save_npy
     from pspc_core.heatmaps import compute_heatmaps, save_heatmaps
     from pspc_core.latents import forward_process
@@ -84,10 +84,14 @@ def heatmaps(
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {len(job.done())} of {len(grid)} grid points kept; rerun the same command to resume", err=True)
         raise typer.Exit(130)
+    if maps is None:  # not rank 0 of a torchrun job
+        distributed.barrier()
+        return
     meta = dict(key, definition="per_channel" if per_channel else "pixel_sum", layout="[t index, y, x, i, j]",
                 t_min=t_min, t_max=t_max, rho=rho, n_steps=n_steps)
     save_heatmaps(out, maps, grid, meta, float16=float16)
     if npy:
         save_npy(out.with_suffix(".npy"), maps.numpy())
+    distributed.barrier()
     job.cleanup()
     typer.echo(f"heatmaps {tuple(maps.shape)} from {setup.name} over {n_latents} latents: {out}")
