@@ -1,7 +1,6 @@
 """Loading training sets from every supported source, and a clear error for every bad one."""
 
 import io
-import json
 import pickle
 import tarfile
 import zipfile

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pspc_core import Dataset, create_denoiser, edm_schedule
+from pspc_core import create_denoiser, edm_schedule
 from pspc_core.errors import PspcError, ShapeError
 from pspc_core.heatmaps import compute_heatmaps, heatmap_sum, heatmap_sum_loop, load_heatmaps, save_heatmaps
 from pspc_core.latents import forward_process

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
-from .options import Batch, Data, Device, NetworkPkl, NSamples, NSteps, Outdir, Quiet, RegistryOpt, Rho, Seed, TMax, TMin, XFlip, flag
+from .options import Batch, Data, Device, NetworkPkl, NSamples, NSteps, Outdir, Quiet, RegistryOpt, Rho, Seed, TMax, TMin, XFlip
+from .latent_files import load_z
 from .runbatches import WORKDIR
 
 DEFAULT_DENOISERS = "empirical,gaussian,pspc_sq,pspc_flex"
@@ -50,8 +51,6 @@ def compare(
     axes). On the built-in data the reference defaults to the shipped network and pspc_flex to its shipped
     heatmaps. Finished work is kept: rerun the same command after an interruption to resume.
     """
-    import numpy as np
-
     from pspc_core import create_denoiser, edm_schedule, get_denoiser_spec, load_dataset, load_registry
     from pspc_core.compare import LatentSource, check_file_latents, compare as run_compare, format_table, write_csv
     from pspc_core.errors import ParameterError, ShapeError
@@ -93,7 +92,7 @@ def compare(
                          f"but the data is {'x'.join(map(str, shape))}; use matching data (--data)")
     grid = edm_schedule(n_steps, t_min, t_max, rho)
     if z is not None:
-        array = _load_z(z)
+        array = load_z(z, n_steps)
         check_file_latents(array, n_steps, shape)
         source = LatentSource("file", int(array.shape[1]), seed, array=array)
     elif latents is Latents.trajectory:
@@ -154,15 +153,3 @@ def _builtin_defaults(data: str, reference: str, names: list[str], params: dict)
         if name == "pspc_flex" and "heatmaps" in accepted and "heatmaps" not in mine:
             mine["heatmaps"] = str(default_heatmaps_file())
 
-
-def _load_z(path: Path):
-    import numpy as np
-
-    from pspc_core.errors import ShapeError
-
-    if not path.exists():
-        raise ShapeError(f"--z file {path} does not exist; pass a .npy of shape [n_steps, N, C, R, R]")
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError):
-        raise ShapeError(f"--z file {path} is not a readable .npy file; save it with numpy.save") from None

@@ -10,6 +10,7 @@ import typer
 from .app import app
 from .options import (Batch, Data, DenoiserOpt, Device, NetworkPkl, NSamples, NSteps, Outdir, Params, PresetOpt,
                       Quiet, RegistryOpt, Rho, Seed, TMax, TMin, XFlip, flag)
+from .latent_files import load_z
 from .runbatches import run_in_batches
 
 
@@ -53,7 +54,7 @@ def denoise(
     if not 0 <= t_idx < n_steps:
         raise ShapeError(f"--t_idx {t_idx} is outside the {n_steps}-point grid; use 0..{n_steps - 1}")
     t = float(edm_schedule(n_steps, t_min, t_max, rho)[t_idx])
-    zs = _load_z(z, n_steps, t_idx) if z is not None else None
+    zs = torch.from_numpy(np.array(load_z(z, n_steps)[t_idx], dtype=np.float32)) if z is not None else None
     setup = build(denoiser, preset, param, network_pkl, data, xflip, device, need_data=zs is None, registry=registry)
     if zs is not None and tuple(zs.shape[1:]) != (setup.channels, setup.resolution, setup.resolution):
         raise ShapeError(f"--z latents are {tuple(zs.shape[1:])} but the denoiser works on "
@@ -75,19 +76,3 @@ def denoise(
     save_grid(outputs[:64], outdir / f"{stem}.png")
     typer.echo(f"denoised {n} latents at t = {t:.6g} with {setup.name}: {outdir / (stem + '.npy')}")
 
-
-def _load_z(path: Path, n_steps: int, t_idx: int):
-    import numpy as np
-    import torch
-
-    from pspc_core.errors import ShapeError
-
-    if not path.exists():
-        raise ShapeError(f"--z file {path} does not exist; pass a .npy of shape [n_steps, N, C, R, R]")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError):
-        raise ShapeError(f"--z file {path} is not a readable .npy file; save it with numpy.save") from None
-    if arr.ndim != 5 or arr.shape[0] != n_steps:
-        raise ShapeError(f"--z holds shape {arr.shape}; expected [n_steps={n_steps}, N, C, R, R] (or set --n_steps)")
-    return torch.from_numpy(np.array(arr[t_idx], dtype=np.float32))

@@ -12,6 +12,7 @@ import typer
 from .app import app
 from .options import (Batch, Data, DenoiserOpt, Device, NetworkPkl, NSamples, NSteps, Outdir, Params, PresetOpt,
                       Quiet, RegistryOpt, Rho, Seed, TMax, TMin, XFlip, flag)
+from .latent_files import load_z_init
 from .runbatches import run_in_batches
 
 
@@ -52,7 +53,6 @@ def sample(
     import torch
 
     from pspc_core import sample as pf_ode_sample
-    from pspc_core.errors import ShapeError
     from pspc_core.imagegrid import save_grid
     from pspc_core.latents import gaussian_latents
 
@@ -60,7 +60,7 @@ def sample(
 
     setup = build(denoiser, preset, param, network_pkl, data, xflip, device, need_data=False, registry=registry)
     shape = (setup.channels, setup.resolution, setup.resolution)
-    z0 = _load_z_init(z_init, shape) if z_init is not None else None
+    z0 = load_z_init(z_init, shape) if z_init is not None else None
     n = len(z0) if z0 is not None else n_samples
     dtype = torch.float64 if float64 else torch.float32
     t_steps = _schedule_for(setup.denoiser, n_steps, t_min, t_max, rho, dtype)
@@ -117,19 +117,3 @@ def _report_nearest(samples, setup, outdir: Path, save_images: bool) -> None:
         save_npy(outdir / f"{setup.name}_nearest.npy", nearest)
         save_grid(nearest[:64], outdir / f"{setup.name}_nearest.png")
 
-
-def _load_z_init(path: Path, shape: tuple[int, int, int]):
-    import numpy as np
-    import torch
-
-    from pspc_core.errors import ShapeError
-
-    if not path.exists():
-        raise ShapeError(f"--z_init file {path} does not exist; pass a .npy of shape [N, {', '.join(map(str, shape))}]")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError):
-        raise ShapeError(f"--z_init file {path} is not a readable .npy file; save it with numpy.save") from None
-    if arr.ndim != 4 or tuple(arr.shape[1:]) != shape:
-        raise ShapeError(f"--z_init holds shape {arr.shape}; expected [N, {', '.join(map(str, shape))}]")
-    return torch.from_numpy(arr.astype(np.float32))
