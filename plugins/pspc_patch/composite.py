@@ -4,20 +4,28 @@ For crops C (a family from `crops.py`), latents z_b and training images x_n:
     d_{bnC} = Σ_{p∈C} e_{bnp},  e_{bnp} = Σ_c (z_{bcp} - x_{ncp})²            (squared differences, no expansion)
     ℓ_{bnC} = -d_{bnC} / (2t²),   w_{bnC} = exp(ℓ_{bnC} - m_{bC}) / s_{bC}    (softmax over n, per crop)
     D(z, t)_{bcp} = (1 / |{C ∋ p}|) Σ_n x_{ncp} Σ_{C∋p} w_{bnC}
-Pass 1 streams all latents against chunks of the dataset and accumulates each crop's running maximum m and
-normaliser s (log-sum-exp). The weights need the final m and s, so the composite comes after it:
 
-* sparse (small t): a weight whose exponent ℓ - m is below EXP_FLOOR is exactly zero in float32. The running
-  maximum only grows, so every weight that is non-zero at the end was above the floor when pass 1 saw it. Pass 1
-  keeps those entries (crop, latent, image, ℓ) while they stay under a budget, and the composite is a scatter
-  of w · x_n over each kept crop: no second pass over the data. At t = 0.002 on CIFAR ~0.06% survive.
-* dense (otherwise): pass 2 revisits, per latent, only the images with some non-zero weight, recomputes ℓ the
-  same way, and spreads exp(ℓ - m) / s back to pixels with the crops' transposed map.
+Pass 1 streams all latents against chunks of the dataset in float32, in uint8 units (z' = (z + 1)·127.5 against
+the raw pixel values v, so x needs no conversion beyond uint8 -> float), with cancellation-free crop sums whose
+relative error is bounded (`crops.depth`). It keeps each crop's running minimum distance (the maximum logit), and:
+
+* sparse (small t): every entry within EXP_FLOOR of the running maximum (plus the float32 error bound) is kept
+  while they fit a budget. The maximum only grows, so this holds every weight that can matter: a float64 weight
+  below e^-87 relative to the largest is below 1e-37 of it. The kept entries are then recomputed exactly in
+  float64 (differences of the float64 data values, as the float64 oracle does), and the softmax and the scatter
+  of w · x_n run in float64: near-ties at t = 0.002 (logits ~1e5 · d) are resolved as exactly as the oracle does.
+  At t = 0.002 on CIFAR ~0.05% of entries survive.
+* dense (otherwise): once the budget is exceeded, pass 1 also accumulates each crop's normaliser s, and pass 2
+  revisits the images that some latent needs, recomputes d the same way, and spreads exp(ℓ - m) / s back to pixels
+  with the crops' transposed map. Here every weight that matters has |ℓ - m| < 87 and |ℓ| is moderate, so
+  float32's relative error in d (a few 2⁻²⁴) is a weight error of a few 2⁻²⁴·|ℓ|.
 
 Memory is bounded by the chunk size (and the entry budget), never by N; nothing of size [B, N, crops] exists.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -25,84 +33,174 @@ from pspc_core.denoiser import Denoiser, split_by_t
 from pspc_core.errors import ParameterError
 
 F64 = torch.float64
-EXP_FLOOR = -87.0  # float32 exp(-87) ≈ 1.6e-38: treated as zero (and exp is slow far below it on CPU)
-TINY = 1.7e-38
-DEFAULT_CHUNK = {"cpu": 2048, "cuda": 32768}  # latent×image pairs per step: cache-sized on CPU, large on GPU
-ENTRY_BUDGET = 4_000_000  # kept non-zero weights × crop size, beyond which the dense pass 2 is used
+EXP_FLOOR = -87.0  # float32 exp(-87) ≈ 1.6e-38: weights below it are zero (and exp is slow far below it on CPU)
+UNIT = 127.5  # data units per uint8 step
+EPS32 = 2.0**-24
+DEFAULT_CHUNK = {"cpu": 1024, "cuda": 65536}  # latent×image pairs per step: ~4 MB per float32 map on CPU
+ENTRY_BUDGET = 64_000_000  # kept entries × crop size (~20 bytes per entry), beyond which the dense passes run
+
+FINISH_BLOCK = 1_000_000  # entries × crop size recomputed at once in the exact finish
 
 
-def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, crops, chunk_size: int) -> torch.Tensor:
-    """D(z, t) for latents z [B, C, R, R] (one noise level t) over uint8 training pixels [C, R², N] (pixels first).
+def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: torch.Tensor, crops,
+                    chunk_size: int) -> torch.Tensor:
+    """D(z, t) [B, C, R, R] float32 for latents z (one noise level t), summed in float64 over the crops' pixels.
 
-    `chunk_size` bounds the latent×image pairs handled at once (memory ~ chunk_size × R² × 60 bytes).
+    pixels: uint8 [C, R², N] (the streaming layout); images: the same uint8 data as [N, C·R²] (for gathers).
+    Pixels that no crop holds come back as 0 (the caller fills them).
     """
     B, C, R, _ = z.shape
     P, N = R * R, pixels.shape[-1]
-    zt = z.reshape(B, C, P).permute(1, 2, 0).float().contiguous()  # [C, P, B]
-    scale = -1.0 / (2.0 * float(t) ** 2)
-    per_chunk = max(1, chunk_size // B)
+    zu = z.reshape(B, C, P).permute(1, 2, 0).float().add(1).mul_(UNIT).contiguous().unsqueeze(-1)  # [C, P, B, 1] uint8 units
+    c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # ℓ = -c · d (d in uint8 units²)
     budget = ENTRY_BUDGET // crops.max_size
 
-    # Pass 1: running maximum m and normaliser s (relative to m) per (crop, latent); non-zero weights kept.
-    m = torch.full((crops.n_crops, B), -torch.inf, dtype=F64, device=z.device)
-    s = torch.zeros(crops.n_crops, B, dtype=F64, device=z.device)
-    flagged = torch.zeros(B, N, dtype=torch.bool, device=z.device)
-    entries, n_entries = [], 0
-    for start in range(0, N, per_chunk):
-        x = _to_data_units(pixels[:, :, start : start + per_chunk])  # [C, P, n]
-        logits = _logits(zt.unsqueeze(-1), x.unsqueeze(2), crops, scale)  # [K, B, n]
-        m_new = torch.maximum(m, logits.amax(-1))
-        w = _exp_shifted(logits, m_new.unsqueeze(-1))
-        s = s * torch.exp(m - m_new) + w.sum(-1, dtype=F64)
-        m = m_new
-        flagged[:, start : start + per_chunk] = w.amax(0) > 0
-        if n_entries <= budget:
-            k, b, j = w.nonzero().unbind(1)
-            entries.append((k, b, j + start, logits[k, b, j]))
-            n_entries += len(k)
-
-    if n_entries <= budget:
-        k, b, n, logit = (torch.cat(parts) for parts in zip(*entries))
-        w = _exp_shifted(logit, m[k, b]).double() / s[k, b]
-        if crops.multiplicity is not None:
-            w *= crops.multiplicity[k]
-        out = _scatter_composite(w, k, b, n, pixels, crops, B)
+    entries = _near_entries(zu, pixels, crops, c, B, chunk_size, budget)
+    if entries is not None:
+        out = _exact_composite(z, t, images, crops, *entries)
     else:
-        out = _dense_composite(zt, m, s, flagged, pixels, crops, scale, chunk_size)
-    out /= crops.coverage.to(F64)
+        z64 = z.reshape(B, C, P).permute(1, 2, 0).double().add_(1).mul_(UNIT).contiguous().unsqueeze(-1)  # exact
+        dmin, s, flagged = _dense_normalisers(z64, pixels, crops, c, chunk_size)
+        out = _dense_composite(z64, dmin, s, flagged, pixels, crops, c, chunk_size)
+    cov = crops.coverage
+    out /= torch.where(cov > 0, cov, 1.0)
     return out.view(B, C, R, R).to(torch.float32)
 
 
-def _scatter_composite(w, k, b, n, pixels, crops, B) -> torch.Tensor:
-    """Σ over kept entries of w · x_n on the pixels of crop k, into latent b's image: [B, C, P] float64."""
-    C, P = pixels.shape[0], pixels.shape[1]
-    out = torch.zeros(C, B * (P + 1), dtype=F64, device=w.device)  # one spare pixel per latent for padding
-    step = max(1, ENTRY_BUDGET // crops.max_size)
-    for start in range(0, len(w), step):
+def _near_entries(zu, pixels, crops, c, B, chunk_size, budget):
+    """Pass 1, sparse attempt (float32): the entries (crop, latent, image) whose weight can be above e^EXP_FLOOR.
+
+    Returns (crop, latent, image) index tensors, or None as soon as they will not fit the budget (then the
+    dense passes run instead: at such t nearly every weight matters).
+    """
+    C, P, N = zu.shape[0], zu.shape[1], pixels.shape[-1]
+    K = crops.n_crops
+    gamma = (crops.depth + 6) * EPS32 * 1.01  # relative error bound of d, e's rounding included
+    shift_err = 4.0 * EPS32 * float(zu.abs().max() + 1)  # bound on the rounding of z', per value
+    values = C * crops.sizes[:, None]
+    n_per = max(1, chunk_size // B)
+    dmin = torch.full((K, B), torch.inf, device=zu.device)
+    entries, n_entries = [], 0
+    for start in range(0, N, n_per):
+        stop = min(N, start + n_per)
+        d = _crop_distances(zu, pixels[:, :, start:stop], crops)  # [K, B, n]
+        dmin = torch.minimum(dmin, d.amin(-1))
+        near = d <= (dmin + _slack(dmin, c, gamma, shift_err, values)).unsqueeze(-1)
+        k, b, j = near.nonzero(as_tuple=True)  # at most chunk × crops entries
+        n_entries += len(k)
+        if n_entries > budget or n_entries * N > 4 * budget * stop:  # over budget, or on course to be
+            return None
+        entries.append((k * B + b, j + start, d[k, b, j]))
+    kb, n, dk = (torch.cat(parts) for parts in zip(*entries))
+    keep = dk <= (dmin + _slack(dmin, c, gamma, shift_err, values)).flatten()[kb]  # against the final minimum
+    kb, n = kb[keep], n[keep]
+    return kb // B, kb % B, n
+
+
+def _dense_normalisers(z64, pixels, crops, c, chunk_size):
+    """Pass 1, dense (distances in float64): per (crop, latent) the minimum distance dmin, the normaliser
+    s = Σ_n exp(c·(dmin - d_n)) (float64), and which images hold a weight above e^EXP_FLOOR for some crop."""
+    C, P, B, N = z64.shape[0], z64.shape[1], z64.shape[2], pixels.shape[-1]
+    K = crops.n_crops
+    n_per = max(1, chunk_size // B)
+    dmin = torch.full((K, B), torch.inf, dtype=F64, device=z64.device)
+    s = torch.zeros(K, B, dtype=F64, device=z64.device)
+    flagged = torch.zeros(B, N, dtype=torch.bool, device=z64.device)
+    for start in range(0, N, n_per):
+        stop = min(N, start + n_per)
+        d = _crop_distances(z64, pixels[:, :, start:stop], crops)  # [K, B, n] float64
+        dmin_new = torch.minimum(dmin, d.amin(-1))
+        if start:
+            s *= torch.exp((dmin_new - dmin) * c)
+        arg = torch.add((dmin_new * c).unsqueeze(-1), d, alpha=-c).float()  # ℓ - m
+        flagged[:, start:stop] = arg.amax(0) > EXP_FLOOR
+        s += arg.clamp_(min=EXP_FLOOR).exp_().sum(-1, dtype=F64)
+        dmin = dmin_new
+    return dmin, s, flagged
+
+
+def _crop_distances(zu: torch.Tensor, v: torch.Tensor, crops) -> torch.Tensor:
+    """d [K, B, n] in zu's dtype: crop sums of e_p = Σ_c (z'_cp - v_cp)² for uint8 pixels v [C, P, n] (z' [C, P, B, 1])."""
+    x = v.to(zu.dtype).unsqueeze(2)  # [C, P, 1, n]: integers, exact
+    e = torch.sub(zu[0], x[0]).square_()
+    for ch in range(1, zu.shape[0]):
+        diff = torch.sub(zu[ch], x[ch])
+        e.addcmul_(diff, diff)
+    P, B, n = e.shape
+    return crops.crop_sums(e.view(P, B * n)).view(-1, B, n)
+
+
+def _slack(dmin: torch.Tensor, c: float, gamma: float, shift_err: float, values: torch.Tensor) -> torch.Tensor:
+    """How far above the running minimum a float32 distance may lie and still hold a weight above e^EXP_FLOOR.
+
+    -EXP_FLOOR / c in exact arithmetic, widened by the float32 error bound of both distances (relative gamma, plus
+    the rounding of z' spread over `values` squared differences: ≤ 2·shift_err·sqrt(values·d) by Cauchy-Schwarz).
+    """
+    span = dmin + (-EXP_FLOOR / c)
+    return (-EXP_FLOOR / c) + 2 * gamma * span + 4 * shift_err * torch.sqrt(values * span)
+
+
+def _exact_composite(z, t, images, crops, k, b, n) -> torch.Tensor:
+    """Float64 softmax per (crop, latent) over the kept entries, recomputing each distance from the data exactly
+    (differences of float64 values, as the float64 oracle), and Σ w · x_n scattered onto the crop's pixels of
+    latent b: [B, C, P] float64. Works in blocks of entries; each block's pixel values are gathered once."""
+    B, C, R, _ = z.shape
+    P = R * R
+    K = crops.n_crops
+    zflat = torch.cat([z.reshape(B, C, P).double(), z.new_zeros(B, C, 1, dtype=F64)], 2).view(-1)  # pixel P: 0
+    channel = torch.arange(C, device=z.device)[:, None]
+    logit = torch.empty(len(k), dtype=F64, device=z.device)
+    step = max(1, FINISH_BLOCK // crops.max_size)
+    blocks = []
+    for start in range(0, len(k), step):
         sl = slice(start, start + step)
-        pix = crops.pixel_index[k[sl]]  # [E, S], padded with P
-        vals = pixels[:, pix.clamp(max=P - 1), n[sl, None]].to(F64) / 127.5 - 1  # [C, E, S]
-        target = (b[sl, None] * (P + 1) + pix).flatten()
-        out.index_add_(1, target, (vals * w[sl, None]).flatten(1))
-    return out.view(C, B, P + 1)[:, :, :P].permute(1, 0, 2)
+        pix = crops.pixel_index[k[sl]][:, None, :]  # [E, 1, S], padded with P
+        x = _gather(images, n[sl], pix, C, P)  # [E, C, S] float64 data units (0 at padding)
+        zc = zflat.take((b[sl, None, None] * C + channel) * (P + 1) + pix)  # [E, C, S] (0 at padding)
+        logit[sl] = (zc - x).square_().sum((1, 2)).mul_(-0.5 / float(t) ** 2)
+        blocks.append((sl, pix, x) if len(k) <= step else (sl, pix, None))
+    kb = k * B + b
+    m = torch.full((K * B,), -torch.inf, dtype=F64, device=z.device).scatter_reduce_(0, kb, logit, "amax")
+    w = torch.exp(logit - m[kb])
+    s = torch.zeros(K * B, dtype=F64, device=z.device).index_add_(0, kb, w)
+    w *= crops.multiplicity[k] / s[kb]
+    out = torch.zeros(B * C * (P + 1), dtype=F64, device=z.device)
+    for sl, pix, x in blocks:
+        if x is None:
+            x = _gather(images, n[sl], pix, C, P)
+        target = (b[sl, None, None] * C + channel) * (P + 1) + pix
+        out.index_add_(0, target.flatten(), x.mul_(w[sl, None, None]).flatten())
+    return out.view(B, C, P + 1)[:, :, :P]
 
 
-def _dense_composite(zt, m, s, flagged, pixels, crops, scale, chunk_size) -> torch.Tensor:
-    """Pass 2 over the images some latent flagged: exp(ℓ - m) / s spread back to pixels, times x: [B, C, P]."""
-    C, P, B = zt.shape
-    out = torch.zeros(C, P, B, dtype=F64, device=zt.device)
+def _gather(images, n, pix, C, P) -> torch.Tensor:
+    """x [E, C, S] float64 = image n's channel values at pixels pix [E, 1, S] (0 where pix == P, the padding)."""
+    CP = C * P
+    idx = n[:, None, None] * CP + torch.arange(C, device=pix.device)[:, None] * P + pix.clamp(max=P - 1)
+    x = images.view(-1).take(idx).to(F64).div_(UNIT).sub_(1)
+    return x.masked_fill_(pix == P, 0.0)
+
+
+def _dense_composite(z64, dmin, s, flagged, pixels, crops, c, chunk_size) -> torch.Tensor:
+    """Pass 2 over the images some latent flagged: w = exp(ℓ - m) / s spread back to pixels, times x: [B, C, P].
+
+    Distances in float64 as in pass 1 (so s and the weights agree); weights, their spread (short trees of
+    non-negative terms) and the per-chunk sums over images in float32, accumulated across chunks in float64.
+    """
+    C, P, B, _ = z64.shape
+    out = torch.zeros(C, P, B, dtype=F64, device=z64.device)
     used = flagged.any(0).nonzero().squeeze(1)
     everything = len(used) == pixels.shape[-1]
-    per_chunk = max(1, chunk_size // B)
-    inv_s = (1.0 / s).unsqueeze(-1)
-    for start in range(0, len(used), per_chunk):
-        v = pixels[:, :, start : start + per_chunk] if everything else pixels.index_select(2, used[start : start + per_chunk])
-        x = _to_data_units(v)  # [C, P, n]
-        logits = _logits(zt.unsqueeze(-1), x.unsqueeze(2), crops, scale)  # [K, B, n]
-        w = _exp_shifted(logits, m.unsqueeze(-1)).double().mul_(inv_s)  # exp(ℓ - m) / s
-        wbar = crops.pixel_sums(w.view(crops.n_crops, -1)).view(P, B, -1).float()  # Σ_{C∋p} w_C
-        for c in range(C):
-            out[c] += torch.linalg.vecdot(wbar, x[c].unsqueeze(1))  # Σ_n wbar x, float32 per chunk
+    n_per = max(1, chunk_size // B)
+    base = (dmin * c - torch.log(s)).unsqueeze(-1)  # exp(c·(dmin - d) - log s) = exp(ℓ - m) / s
+    for start in range(0, len(used), n_per):
+        v = pixels[:, :, start : start + n_per] if everything else pixels.index_select(2, used[start : start + n_per])
+        d = _crop_distances(z64, v, crops)  # [K, B, n] float64
+        w = torch.add(base, d, alpha=-c).float().clamp_(min=EXP_FLOOR).exp_()
+        wbar = crops.pixel_sums(w.view(crops.n_crops, -1)).view(P, B, -1)  # Σ_{C∋p} mult_C w_C
+        x = v.float().div_(UNIT).sub_(1)  # [C, P, n] data units
+        for ch in range(C):
+            out[ch] += torch.linalg.vecdot(wbar, x[ch].unsqueeze(1))  # Σ_n wbar x: float32 per chunk
     return out.permute(2, 0, 1)
 
 
@@ -112,36 +210,12 @@ def pixels_first(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(N, C, -1).permute(1, 2, 0).contiguous()
 
 
-def _to_data_units(v: torch.Tensor) -> torch.Tensor:
-    """uint8 v -> x = v/127.5 - 1 (float32, as the paper's preprocessing), contiguous."""
-    return v.float().div_(127.5).sub_(1)
-
-
-def _logits(zt: torch.Tensor, xt: torch.Tensor, crops, scale: float) -> torch.Tensor:
-    """ℓ = -d / 2t² (float64) with d the crop sums of e_p = Σ_c (z_cp - x_cp)² (channel-first, broadcast).
-
-    Squared differences (no expansion): each e_p is exact to float32 rounding, and the crop sums add them in
-    float64 directly, so d keeps e's relative precision whatever the crop size (float32 accumulation would lose
-    ~k·ε; cumulative sums would cancel catastrophically at small t).
-    """
-    e = torch.sub(zt[0], xt[0]).square_()
-    for c in range(1, zt.shape[0]):
-        diff = torch.sub(zt[c], xt[c])
-        e.addcmul_(diff, diff)
-    shape = e.shape[1:]
-    return crops.crop_sums(e.reshape(e.shape[0], -1), scale).view(-1, *shape)
-
-
-def _exp_shifted(logits: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """exp(ℓ - m) in float32 (ℓ - m formed in float64), exponents below EXP_FLOOR giving exactly 0."""
-    arg = torch.sub(logits, m).float().clamp_(min=EXP_FLOOR).exp_()
-    return torch.threshold_(arg, TINY, 0.0)
-
-
 class PatchDenoiser(Denoiser):
     """Shared by PSPC-Square and PSPC-Flex: subclasses choose the crops for a noise level (`crops_for`).
 
-    Latents are grouped by their own t (`split_by_t`): crops differ between noise levels.
+    Latents are grouped by their own t (`split_by_t`): crops differ between noise levels. A family that is the
+    single whole-image crop (k = R, λ = 1) is the empirical denoiser and takes its exact float64 matrix-product
+    path (`pspc_empirical`); pixels no crop holds take that estimate too.
     """
 
     def __init__(self, dataset, chunk_size: int | None):
@@ -150,10 +224,12 @@ class PatchDenoiser(Denoiser):
         if chunk_size is not None and int(chunk_size) < 1:
             raise ParameterError(f"chunk_size must be at least 1, got {chunk_size}")
         self.dataset = as_dataset(dataset)
-        self.pixels = pixels_first(self.dataset.images)  # uint8 [C, R², N], moved to the device once by .to()
+        self.images = self.dataset.images  # uint8 [N, C, R, R], moved to the device once by .to()
+        self.pixels = pixels_first(self.images)  # uint8 [C, R², N]
         self.resolution, self.channels = self.dataset.resolution, self.dataset.channels
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self._crops: dict = {}
+        self._empirical = None
 
     def crops_for(self, t: float):
         raise NotImplementedError
@@ -165,9 +241,20 @@ class PatchDenoiser(Denoiser):
 
     def to(self, device) -> "PatchDenoiser":
         super().to(device)
+        self.images = self.images.to(self.device)
         self.pixels = self.pixels.to(self.device)
         self._crops.clear()
+        self._empirical = None
         return self
+
+    def empirical(self):
+        """The empirical denoiser on the same (device-resident) images."""
+        if self._empirical is None:
+            from pspc_core import Dataset
+            from pspc_empirical.denoiser import EmpiricalDenoiser
+
+            self._empirical = EmpiricalDenoiser(Dataset(self.images)).to(self.device)
+        return self._empirical
 
     def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
@@ -176,5 +263,17 @@ class PatchDenoiser(Denoiser):
         return split_by_t(z, t, self._denoise_level)
 
     def _denoise_level(self, z: torch.Tensor, t: float) -> torch.Tensor:
+        crops = self.crops_for(t)
+        tt = torch.full((z.shape[0],), t, device=z.device)
+        if crops.whole:
+            return self.empirical().denoise(z, tt)
         chunk = self.chunk_size or DEFAULT_CHUNK.get(self.device.type, DEFAULT_CHUNK["cpu"])
-        return patch_composite(z, t, self.pixels, self.crops_for(t), chunk)
+        images = self.images.reshape(self.images.shape[0], -1)
+        out = patch_composite(z, t, self.pixels, images, crops, chunk)
+        uncovered = getattr(crops, "uncovered", None)
+        if uncovered is not None and bool(uncovered.any()):
+            fill = self.empirical().denoise(z, tt).flatten(2)
+            out = out.flatten(2)
+            out[:, :, uncovered] = fill[:, :, uncovered]
+            out = out.view_as(z)
+        return out
