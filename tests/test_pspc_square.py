@@ -101,3 +101,33 @@ def test_cuda_matches_cpu(tiny_dataset):
     gpu = den.to("cuda")(z.cuda(), 0.1)
     assert gpu.device.type == "cuda"
     assert (gpu.cpu() - cpu).abs().max().item() <= 1e-5
+
+
+def test_near_ties_at_the_smallest_t_match_the_float64_oracle():
+    """At t = 0.002 logits are ~1e5 · d: images one uint8 step apart are near-ties, and a float32 distance error
+    of ~1e-7 would move the output by ~1e-4. The kept entries are recomputed in float64, as the oracle does."""
+    from pspc_core import Dataset
+
+    g = torch.Generator().manual_seed(5)
+    base = torch.randint(0, 255, (6, 3, 8, 8), generator=g, dtype=torch.uint8)
+    steps = (torch.rand(base.shape, generator=g) < 0.05).to(torch.uint8)
+    data = Dataset(torch.cat([base, base + steps]))  # each image and a copy one step away in ~5% of values
+    x = (base.float() + 0.5 * steps.float()) / 127.5 - 1  # latents halfway between the two
+    t = 0.002
+    z = x + t * torch.randn(x.shape, generator=g)
+    for k in (2, 3, 5):
+        out = create_denoiser("pspc_sq", dataset=data, patch_sizes=[k], chunk_size=5)(z, t)
+        ref = pspc_direct(data.images, z.double(), torch.full((6,), t, dtype=torch.float64), square_crop_masks(8, k))
+        assert (out.double() - ref).abs().max().item() <= 1e-6, f"k = {k}"
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 7, 8, 13, 23, 32])
+def test_window_sums_have_no_cancellation(k):
+    """float32 doubling window sums of non-negative terms of very different sizes stay within their tree bound."""
+    from pspc_patch.window_sums import tree_depth, window_sums
+
+    g = torch.Generator().manual_seed(k)
+    a = torch.rand(32, 6, generator=g, dtype=torch.float64) * 10.0 ** torch.randint(-6, 6, (32, 6), generator=g)
+    out = window_sums(a.float(), k, 0).double()
+    ref = torch.stack([a[u : u + k].sum(0) for u in range(32 - k + 1)])
+    assert ((out - ref).abs() / ref).max().item() <= (tree_depth(k) + 1) * 2.0**-24
