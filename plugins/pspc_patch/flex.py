@@ -26,11 +26,11 @@ class PSPCFlex(PatchDenoiser):
     Identical crops are computed once (λ = 1 makes every crop the whole image: the empirical denoiser).
     """
 
-    def __init__(self, dataset, heatmaps, thresholds=None, t_min: float = 0.002, t_max: float = 80.0,
+    def __init__(self, dataset, heatmaps=None, thresholds=None, t_min: float = 0.002, t_max: float = 80.0,
                  rho: float = 7.0, chunk_size: int | None = None):
         super().__init__(dataset, chunk_size)
         R = self.resolution
-        hm = load_heatmaps(heatmaps)
+        hm = load_heatmaps(_default_heatmaps(dataset) if heatmaps is None else heatmaps)
         lam = list(PAPER_CIFAR10_THRESHOLDS) if thresholds is None else [float(v) for v in thresholds]
         if hm.ndim != 5 or tuple(hm.shape[1:]) != (R,) * 4:
             raise ShapeError(f"heatmaps have shape {tuple(hm.shape)} but {R}x{R} data needs [L, {R}, {R}, {R}, {R}]; "
@@ -57,3 +57,13 @@ class PSPCFlex(PatchDenoiser):
     def crops_for(self, t: float) -> MaskCrops:
         i = self.grid.index(t)
         return self._cached(i, lambda: MaskCrops(self.masks(t), self.device))
+
+
+def _default_heatmaps(dataset) -> torch.Tensor:
+    """The shipped network's heatmaps on the built-in data; elsewhere heatmaps must be given."""
+    from pspc_core.builtin_assets import default_heatmaps, is_builtin_data
+
+    if not is_builtin_data(dataset):
+        raise ParameterError("pspc_flex needs heatmaps for this data: pass -p heatmaps=PATH (compute them with "
+                             "`pspc heatmaps`)")
+    return default_heatmaps()

@@ -39,4 +39,8 @@ def load_heatmaps(source) -> torch.Tensor:
         if len(tensors) == 1:
             return next(iter(tensors.values())).float()
         raise ParameterError(f"heatmaps file {path} holds tensors {sorted(tensors)}; name the heatmaps {KEY!r}")
-    raise ParameterError(f"heatmaps file {path}: unsupported type {suffix!r}; use .npy or .safetensors")
+    if suffix == ".npz":  # the compact form `pspc heatmaps` writes
+        from pspc_core.heatmaps import load_heatmaps as load_npz
+
+        return load_npz(path)[0].float()
+    raise ParameterError(f"heatmaps file {path}: unsupported type {suffix!r}; use .npy, .safetensors or .npz")

@@ -30,7 +30,8 @@ def register_denoisers(register):
         summary="PSPC-Flex: average of posteriors over heatmap crops, one per pixel, thresholded by t",
         params=[
             Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
-            Param("heatmaps", "path", REQUIRED, "sensitivity heatmaps [L,R,R,R,R] (.npy as the paper ships, or .safetensors)"),
+            Param("heatmaps", "path", None, "sensitivity heatmaps [L,R,R,R,R] (.npy as the paper ships, .safetensors or "
+                  "a `pspc heatmaps` .npz; default on builtin:shapes: the heatmaps of its shipped network)"),
             Param("thresholds", "list[float]", None,
                   "mass λ in (0,1] kept per grid point, L values (default: the paper's CIFAR-10 "
                   "1,1,1,1,1,1,1,0.7,0.7,0.5,0.4,0.4,0.4,0.4,0.3,0.3,0.3,0.3)"),
