@@ -7,7 +7,7 @@ experiment runs with no download: `pspc compare` with no options.
   as 8-bit logarithmic codes (see `pspc_core.heatmaps.encode_log8`). The default `heatmaps` of `pspc_flex` on
   the built-in data.
 
-The commands that reproduce both are in `docs/experiment.md`.
+The commands that reproduce both are in README.md, "How the shipped network and heatmaps were made".
 """
 
 from __future__ import annotations
