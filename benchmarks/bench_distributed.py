@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         one = run([sys.executable, "-m", "pspc_cli", *job, "--outdir", f"{tmp}/one"], {**os.environ})
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // args.nproc))}
-        many = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc), "-m", "pspc_cli",
+        many = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc), "-m", "pspc_cli",
                     *job, "--outdir", f"{tmp}/many"], env)
         name = f"pspc_sq_outputs_t_{args.t_idx:02d}_of_18.npy"
         diff = np.abs(np.load(Path(tmp, "one", name)) - np.load(Path(tmp, "many", name))).max()

@@ -6,6 +6,7 @@ Nothing here is needed for a single process: every function then reports rank 0 
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _launched() -> bool:
@@ -26,6 +27,18 @@ def init() -> None:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+
+
+def shutdown() -> None:
+    """After a successful command: wait for every rank, then leave the process group in order (a group left to
+    the interpreter's teardown can abort the process). After an error, ranks just exit and torchrun stops them."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def rank_world() -> tuple[int, int]:

@@ -41,8 +41,8 @@ class BatchJob:
         self.workdir.mkdir(parents=True, exist_ok=True)
         keyfile = self.workdir / "job.json"
         if keyfile.exists() and keyfile.read_text() != self.key:
-            shutil.rmtree(self.workdir)
-            self.workdir.mkdir(parents=True)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir.mkdir(parents=True, exist_ok=True)
         with atomic_path(keyfile) as tmp:
             tmp.write_text(self.key)
 
@@ -66,5 +66,13 @@ class BatchJob:
         """Remove this job's batches, and the folders above them that it leaves empty."""
         shutil.rmtree(self.workdir, ignore_errors=True)
         for parent in self.workdir.parents[:2]:
-            if parent.exists() and not any(parent.iterdir()):
-                parent.rmdir()
+            remove_if_empty(parent)
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove `folder` if it is empty; quietly nothing if it is not, or is gone (another rank removed it)."""
+    try:
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass

@@ -130,3 +130,15 @@ def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path):
     assert job.gather()[:, 0].tolist() == [0, 0, 2, 2, 4, 4, 6, 6, 8, 8]
     other = BatchJob(tmp_path, {"k": 2}, n=10, batch=2)
     assert other.done() == []
+
+
+def test_exit_codes_raised_inside_commands_reach_the_shell(capsys, tmp_path, monkeypatch):
+    """Ctrl-C during a run exits 130 (and keeps the finished batches)."""
+    from pspc_core.resumable import BatchJob
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BatchJob, "run", interrupted)
+    code, _, err = pspc(capsys, "sample", "--outdir", tmp_path, "--n_samples", 2, *SMALL)
+    assert code == 130 and "rerun the same command to resume" in err

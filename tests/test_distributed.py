@@ -14,14 +14,15 @@ COMMON = ["--data", "builtin:shapes:300", "--quiet", "--device", "cpu"]
 
 
 def pspc(args, nproc=1, **popen):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "pspc_cli"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m", "pspc_cli"]
     cmd = (launcher if nproc > 1 else [sys.executable, "-m", "pspc_cli"]) + [str(a) for a in args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if popen:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    rank_lines = [line for line in out.stderr.splitlines() if line.startswith("[rank")]
+    assert out.returncode == 0, "\n".join(rank_lines[-30:]) or out.stderr[-2000:]
     return out
 
 
@@ -56,6 +57,21 @@ def _workers(launcher_pid: int) -> list[int]:
     raise AssertionError("torchrun started no workers")
 
 
+def _wait_gone(pids: list[int]) -> None:
+    """Wait until every process in `pids` has exited (torchrun's agent may leave before its workers)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_killed_run_resumes_without_redoing_finished_batches(tmp_path, nproc):
     args = ["sample", "-d", "empirical", "--data", "builtin:shapes:1000", "--n_samples", 6, "--batch", 1,
@@ -65,9 +81,10 @@ def test_killed_run_resumes_without_redoing_finished_batches(tmp_path, nproc):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(work.rglob("batch_*.npy"))) < 2:
         time.sleep(0.1)
-    victim = _workers(proc.pid)[0] if nproc > 1 else proc.pid
-    os.kill(victim, signal.SIGKILL)  # a crashed rank, not a polite Ctrl-C; torchrun then stops the others
+    workers = _workers(proc.pid) if nproc > 1 else [proc.pid]
+    os.kill(workers[0], signal.SIGKILL)  # a crashed rank, not a polite Ctrl-C; torchrun then stops the others
     proc.wait(timeout=120)
+    _wait_gone(workers)
     kept = {p.name: p.stat().st_mtime_ns for p in work.rglob("batch_*.npy")}
     assert len(kept) >= 2 and not (tmp_path / "run" / "empirical_samples.npy").exists()
     resumed = pspc(args, nproc=nproc)

@@ -41,8 +41,13 @@ def run_app(args: list[str] | None = None) -> None:
     """Run the app, turning PspcError (and friends) into one line and exit code 2."""
     from pspc_core.errors import PspcError
 
+    from pspc_core import distributed
+
     try:
-        app(args=args, prog_name="pspc", standalone_mode=False)
+        code = app(args=args, prog_name="pspc", standalone_mode=False)  # typer.Exit(n) comes back as n
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        distributed.shutdown()
     except PspcError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -110,9 +110,10 @@ def compare(
         raise typer.Exit(130)
     import shutil
 
+    from pspc_core.resumable import remove_if_empty
+
     shutil.rmtree(outdir / WORKDIR / "compare", ignore_errors=True)
-    if (outdir / WORKDIR).is_dir() and not any((outdir / WORKDIR).iterdir()):
-        (outdir / WORKDIR).rmdir()
+    remove_if_empty(outdir / WORKDIR)
     if results is None:  # not rank 0 of a torchrun job
         return
     where = "z file" if z else latents.value
