@@ -6,20 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from pspc_cli.main import main
+from cli_runner import pspc
 
 SMALL = ["--data", "builtin:shapes:40", "--quiet", "--device", "cpu"]
-
-
-def pspc(capsys, *args):
-    """Run `pspc ARGS` in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_one_line_error(code, err, match):

@@ -8,6 +8,7 @@ import torch
 from pspc_core import create_denoiser, edm_schedule
 from pspc_core.compare import LatentSource, compare, format_table, sampling_trajectory, write_csv
 from pspc_core.plot import PALETTE, line_plot
+from cli_runner import pspc
 
 
 @pytest.fixture
@@ -103,23 +104,11 @@ def test_table_csv_and_plot(tmp_path):
     assert not (np.abs(img.astype(int) - PALETTE[2]).sum(-1) == 0).any()  # and nothing else
 
 
-def run_cli(capsys, *args):
-    from pspc_cli.main import main
-
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_prints_the_table_and_writes_csv_and_png(tmp_path, capsys):
     data = tmp_path / "tiny.npy"
     np.save(data, np.random.default_rng(0).integers(0, 256, (30, 3, 8, 8), dtype=np.uint8))
     out = tmp_path / "cmp"
-    code, stdout, err = run_cli(capsys, "compare", "-o", out, "--data", data, "-r", "gaussian", "-d",
+    code, stdout, err = pspc(capsys, "compare", "-o", out, "--data", data, "-r", "gaussian", "-d",
                                 "empirical,gaussian", "-p", "gaussian.rank=5", "--n_samples", 3, "--n_steps", 3,
                                 "--latents", "trajectory", "--quiet", "--device", "cpu")
     assert code == 0, err
@@ -136,7 +125,7 @@ def test_cli_prints_the_table_and_writes_csv_and_png(tmp_path, capsys):
     (["-d", "empirikal"], "unknown denoiser"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
-    code, _, err = run_cli(capsys, "compare", "-o", tmp_path / "o", "--data", "builtin:shapes:4", "-r",
+    code, _, err = pspc(capsys, "compare", "-o", tmp_path / "o", "--data", "builtin:shapes:4", "-r",
                            "empirical", *(["-d", "empirical"] if "-d" not in args else []), *args, "-q")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err

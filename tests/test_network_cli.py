@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import torch
 
-from pspc_cli.main import main
+from cli_runner import pspc
 from pspc_core import create_denoiser
 from pspc_network import read_checkpoint
 from test_network_pickle import SMALL, write_edm_pickle
@@ -19,17 +19,6 @@ TINY32 = {"class_name": "EDMPrecond", "init_kwargs": dict(
     model_type="SongUNet", model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[16],
     img_resolution=32, img_channels=3, label_dim=0)}
 QUIET = ["--quiet", "--device", "cpu"]
-
-
-def pspc(capsys, *args):
-    """Run `pspc ARGS` in-process; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_one_line_error(code, err, *fragments):
