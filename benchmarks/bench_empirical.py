@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from oracles import empirical_direct  # noqa: E402
 
 from pspc_core import Dataset, create_denoiser, edm_schedule, load_dataset  # noqa: E402
+from timing import timed  # noqa: E402
 
 
 def training_set(n: int) -> Dataset:
@@ -29,16 +29,6 @@ def training_set(n: int) -> Dataset:
     base = load_dataset(zip_path, xflip=True) if zip_path.exists() else load_dataset("builtin:shapes:10000", xflip=True)
     reps = -(-n // len(base))
     return Dataset(base.images.repeat(reps, 1, 1, 1)[:n].contiguous(), source=f"{base.source} (repeated)")
-
-
-def timed(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
 
 
 def main() -> None:

@@ -11,23 +11,13 @@ relative difference of the two sums.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from pspc_core import create_denoiser, load_dataset
 from pspc_core.heatmaps import heatmap_sum, heatmap_sum_loop
 from pspc_core.latents import forward_process
-
-
-def timed(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
+from timing import timed  # noqa: E402
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from oracles import flex_crop_masks_direct, pspc_direct, square_crop_masks  # no
 from pspc_core import Dataset, load_dataset  # noqa: E402
 from pspc_patch.flex import PSPCFlex  # noqa: E402
 from pspc_patch.square import PSPCSquare  # noqa: E402
+from timing import timed  # noqa: E402
 
 # (label, kind, patch size or λ, t): t is the paper's 18-point grid value the CIFAR-10 schedule pairs with it.
 CASES = [
@@ -99,19 +100,6 @@ class PeakMemory:
 
 def _status_kib(key: str) -> int:
     return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-
-
-def timed(fn, device, repeats: int):
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return out, sorted(times)[len(times) // 2]
 
 
 def main() -> None:
