@@ -25,12 +25,15 @@ Memory is bounded by the chunk size (and the entry budget), never by N; nothing 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from pspc_core.denoiser import Denoiser, split_by_t
 from pspc_core.errors import ParameterError
+
+from .crops import BoxCrops
 
 F64 = torch.float64
 EXP_FLOOR = -87.0  # float32 exp(-87) ≈ 1.6e-38: weights below it are zero (and exp is slow far below it on CPU)
@@ -58,6 +61,8 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
     entries = _near_entries(zu, pixels, crops, c, B, chunk_size, budget)
     if entries is not None:
         out = _exact_composite(z, t, images, crops, *entries)
+    elif z.device.type == "cpu" and isinstance(crops, BoxCrops) and _compiled_cpu_kernel() is not None:
+        out = _compiled_cpu_kernel().dense_square(z, pixels, crops, c)
     else:
         z64 = z.reshape(B, C, P).permute(1, 2, 0).double().add_(1).mul_(UNIT).contiguous().unsqueeze(-1)  # exact
         dmin, s, flagged = _dense_normalisers(z64, pixels, crops, c, chunk_size)
@@ -65,6 +70,16 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
     cov = crops.coverage
     out /= torch.where(cov > 0, cov, 1.0)
     return out.view(B, C, R, R).to(torch.float32)
+
+
+@functools.cache
+def _compiled_cpu_kernel():
+    """`box_dense_cpu` (numba, imported on first use), or None where numba cannot be imported."""
+    try:
+        from . import box_dense_cpu
+    except ImportError:
+        return None
+    return box_dense_cpu
 
 
 def _near_entries(zu, pixels, crops, c, B, chunk_size, budget):

@@ -1,0 +1,94 @@
+"""The compiled CPU kernel for dense PSPC-Square (box_dense_cpu) against the float64 per-crop oracle and the
+torch passes it replaces on the CPU: partial blocks, one-channel images, the re-shift of a far closer block,
+and independence from the thread count."""
+
+import pytest
+import torch
+
+from oracles import pspc_direct, square_crop_masks
+from pspc_core import Dataset, create_denoiser
+from pspc_patch import box_dense_cpu, composite
+from pspc_patch.crops import BoxCrops
+
+
+def _data(n, channels=3, R=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, channels, R, R), generator=g, dtype=torch.uint8)
+
+
+def _latents(images, t, n=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = images[:n].double() / 127.5 - 1
+    return x + t * torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+
+def _kernel(images, z, t, k):
+    """D(z, t) float64 from the compiled kernel alone (numerator / coverage)."""
+    R = images.shape[-1]
+    crops = BoxCrops(R, k)
+    c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
+    out = box_dense_cpu.dense_square(z, composite.pixels_first(images), crops, c)
+    return (out / crops.coverage).view_as(z)
+
+
+def _oracle(images, z, t, k):
+    return pspc_direct(images, z, torch.full((z.shape[0],), t, dtype=torch.float64),
+                       square_crop_masks(images.shape[-1], k))
+
+
+def test_the_cpu_dense_path_is_compiled():
+    assert composite._compiled_cpu_kernel() is box_dense_cpu  # numba is a dependency: no silent fallback
+
+
+@pytest.mark.parametrize("t, k, n", [(80.0, 5, 130), (5.3, 7, 300), (1.0, 3, 257), (0.3, 2, 40), (0.05, 3, 129),
+                                     (0.002, 3, 200)])
+def test_matches_the_float64_oracle(t, k, n):
+    """N around and below the block width (128) and the task split; t = 0.002 forced through the dense kernel."""
+    images = _data(n)
+    z = _latents(images, t)
+    err = (_kernel(images, z, t, k) - _oracle(images, z, t, k)).abs().max().item()
+    assert err <= (1e-6 if t < 0.01 else 1e-11), f"t = {t}, k = {k}, N = {n}: {err}"
+
+
+def test_one_channel_images_and_one_latent():
+    images = _data(150, channels=1, R=6, seed=3)
+    z = _latents(images, 0.4, n=1)
+    assert (_kernel(images, z, 0.4, 4) - _oracle(images, z, 0.4, 4)).abs().max().item() <= 1e-11
+
+
+def test_a_far_closer_block_later_in_a_task_is_reshifted(monkeypatch):
+    """One task over three blocks; the latent is image 300 (last block) plus tiny noise, so against the first
+    block's minimum its exponent would overflow: the block must be re-shifted to its own minimum."""
+    monkeypatch.setattr(box_dense_cpu, "TASKS", 1)
+    images = _data(301, seed=4)
+    t = 0.01
+    g = torch.Generator().manual_seed(5)
+    z = (images[300:].double() / 127.5 - 1) + t * torch.randn(1, 3, 8, 8, generator=g, dtype=torch.float64)
+    out = _kernel(images, z, t, 3)
+    assert torch.isfinite(out).all()
+    assert (out - _oracle(images, z, t, 3)).abs().max().item() <= 1e-9
+
+
+def test_dense_kernel_equals_the_torch_passes(monkeypatch):
+    """The compiled kernel and the torch passes (used on CUDA, or where numba is missing) give the same output."""
+    data = Dataset(_data(200, seed=6))
+    z = _latents(data.images, 0.3).float()
+    monkeypatch.setattr(composite, "ENTRY_BUDGET", 0)
+    compiled = create_denoiser("pspc_sq", dataset=data, patch_sizes=[3])(z, 0.3)
+    monkeypatch.setattr(composite, "_compiled_cpu_kernel", lambda: None)
+    torch_passes = create_denoiser("pspc_sq", dataset=data, patch_sizes=[3])(z, 0.3)
+    assert (compiled - torch_passes).abs().max().item() <= 1e-6
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    images = _data(700, seed=7)
+    z = _latents(images, 0.5)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _kernel(images, z, 0.5, 3)
+        torch.set_num_threads(2)
+        two = _kernel(images, z, 0.5, 3)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
