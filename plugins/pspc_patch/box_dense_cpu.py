@@ -1,20 +1,19 @@
-"""The dense regime of PSPC-Square on the CPU: both passes of `composite.py` fused into compiled loops (numba).
+"""The dense regime of PSPC-Square on the CPU: both passes of `composite.py` as compiled, fused loops (numba).
 
-Where most weights matter (e.g. k = 3 at t = 0.3) every (latent, image, crop) triple costs a distance, a box sum
-and an exponential, twice. As whole-tensor torch operations each step streams [pixels, latents, images] arrays
-through memory; here one block of LANES images at a time stays in cache while all latents use it, and the SIMD
-lanes run over the images of the block. Arithmetic is float64 throughout:
+Where most weights matter (k = 3 at t = 0.3: ~75% of them) every (latent, image, crop) triple costs a distance,
+a window sum and an exponential in each pass. As whole-tensor torch operations every step streams
+[pixels, latents, images] arrays through memory; here a block of LANES images stays in cache while every latent
+uses it, nothing larger than [crops, LANES] is written, and the SIMD lanes run over the block's images.
+Distances are squared differences in float64, in uint8 units (z' = (z + 1)·127.5 against the integer pixels),
+summed as running window sums along columns and rows (cost independent of k). A running sum's rounding is bounded
+by float64's 1.1e-16 times the column's terms, ≤ 32·3·255² here: a logit moves by < 1e-8 even at t = 0.002
+(where neighbouring images are near-ties), far below what a float32 output can show. Exponentials are
+a degree-11 polynomial times 2^n built from its exponent bits (relative error ~1e-14; vectorises, unlike exp()).
 
-    d'_{bnC} = Σ_{p∈C} (Σ_c x_{ncp}² - 2 z'_{bcp} x_{ncp})        (= d_{bnC} - ‖z'_{bC}‖², a per-crop constant)
-
-in uint8 units (x exact integers, |terms| < 2^20), so rounding moves a logit by < 1e-9 even at t = 0.002, and the
-crop sums are running window sums (cost independent of k). Exponentials are a polynomial with a table of powers of
-two (vectorisable; relative error ~1e-15).
-
-Pass 1 returns per (latent, crop) the minimum d' and the normaliser s = Σ_n exp(c·(d'_min - d'_n)); pass 2
-spreads w = exp(c·(d'_min - d') - log s) back to pixels (transposed window sums) and accumulates Σ_n W x_n.
-Work is split into tasks over image ranges, each with its own accumulators, merged in a fixed order: results do
-not depend on the thread count.
+Pass 1: per task (a range of images), latent and crop, a reference distance `ref` (the task's first block's
+minimum, lowered only when a later block comes so close that exp would overflow) and s = Σ_n exp(c·(ref - d_n)).
+Pass 2: w = exp(c·(ref - d) - log s) with the merged ref and s, spread back to pixels, times the images.
+Tasks are fixed by N and merged in order, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -74,38 +73,38 @@ def _load(pixels, n0, w, xb):
 
 
 @numba.njit(fastmath=FLAGS)
-def _crop_distances(zs, xb, w, R, k, col, d):
-    """d [K, LANES] = d' for one latent (zs = -2 z' [C, P]) against the block. The vertical window sum of the
-    per-pixel terms Σ_c x (x + zs) slides down the image in col [R, LANES] (a row enters, a row leaves, its terms
-    computed where they are used), and at each position is summed along the row into d."""
+def _crop_distances(zu, xb, w, R, k, col, d):
+    """d [K, LANES]: squared distances of one latent (zu = z' [C, P]) to the block's crops. The vertical window
+    sum of e_p = Σ_c (x_cp - z'_cp)² slides down the image in col [R, LANES] (a row enters, a row leaves, its
+    terms computed where they are used), and at each position is summed along the row into d."""
     nW = R - k + 1
     for j in range(R):
         for lane in range(w):
             col[j, lane] = 0.0
     for i in range(k):
-        _slide(zs, xb, w, R, i * R, -1, col)
+        _slide(zu, xb, w, R, i * R, -1, col)
     _row_windows(col, w, R, k, d, 0)
     for u in range(1, nW):
-        _slide(zs, xb, w, R, (u + k - 1) * R, (u - 1) * R, col)
+        _slide(zu, xb, w, R, (u + k - 1) * R, (u - 1) * R, col)
         _row_windows(col, w, R, k, d, u * nW)
 
 
 @numba.njit(fastmath=FLAGS)
-def _slide(zs, xb, w, R, enter, leave, col):
-    """col += terms of the row starting at pixel `enter`, minus those of the row at `leave` (none if < 0)."""
+def _slide(zu, xb, w, R, enter, leave, col):
+    """col += e of the row starting at pixel `enter`, minus e of the row at `leave` (none if < 0)."""
     for j in range(R):
         out, p, q = col[j], enter + j, leave + j
         for ch in range(xb.shape[0]):
-            a, new = zs[ch, p], xb[ch, p]
+            a, new = zu[ch, p], xb[ch, p]
             if leave >= 0:
-                b, old = zs[ch, q], xb[ch, q]
+                b, old = zu[ch, q], xb[ch, q]
                 for lane in range(w):
-                    x, y = np.float64(new[lane]), np.float64(old[lane])
-                    out[lane] += x * (x + a) - y * (y + b)
+                    x, y = np.float64(new[lane]) - a, np.float64(old[lane]) - b
+                    out[lane] += x * x - y * y
             else:
                 for lane in range(w):
-                    x = np.float64(new[lane])
-                    out[lane] += x * (x + a)
+                    x = np.float64(new[lane]) - a
+                    out[lane] += x * x
 
 
 @numba.njit(fastmath=FLAGS)
@@ -150,10 +149,10 @@ def _task_range(task, n_tasks, N):
 
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _pass1(zs, pixels, R, k, c, n_tasks):
+def _pass1(zu, pixels, R, k, c, n_tasks):
     """Per task, latent and crop: a reference distance ref (the minimum over the task's first block, lowered only
-    when a block comes much closer) and s = Σ_n exp(c·(ref - d'_n)). One vectorised sum per crop and block."""
-    B, C, P = zs.shape
+    when a block comes much closer) and s = Σ_n exp(c·(ref - d_n)). One vectorised sum per crop and block."""
+    B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - k + 1
     K = nW * nW
@@ -167,7 +166,7 @@ def _pass1(zs, pixels, R, k, c, n_tasks):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
-                _crop_distances(zs[b], xb, w, R, k, col, d)
+                _crop_distances(zu[b], xb, w, R, k, col, d)
                 for crop in range(K):
                     dc, shift = d[crop], ref[task, b, crop]
                     if shift == BIG:
@@ -195,11 +194,11 @@ def _block_min(dc, w):
 
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _pass2(zs, pixels, R, k, c, ref, log_s, n_tasks):
-    """Per task: Σ_n Σ_{C∋p} w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d'_n) - log s). The weights
+def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
+    """Per task: Σ_n Σ_{C∋p} w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). The weights
     are spread along crop rows into rows [nW, R, LANES], then down the columns one pixel row at a time (two rows
     kept), each row multiplied into the images as soon as it is complete."""
-    B, C, P = zs.shape
+    B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - k + 1
     K = nW * nW
@@ -213,7 +212,7 @@ def _pass2(zs, pixels, R, k, c, ref, log_s, n_tasks):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
-                _crop_distances(zs[b], xb, w, R, k, col, d)
+                _crop_distances(zu[b], xb, w, R, k, col, d)
                 for crop in range(K):
                     base, shift, wc = ref[b, crop], log_s[b, crop], d[crop]
                     for lane in range(w):
@@ -240,13 +239,13 @@ def dense_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torc
     scale c of uint8 units (ℓ = -c · d)."""
     B, C, R, _ = z.shape
     N = pixels.shape[2]
-    zs = z.detach().reshape(B, C, R * R).double().add(1).mul(-2 * UNIT).numpy()  # -2 z' (uint8 units)
+    zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
     x = pixels.numpy()
     n_tasks = min(TASKS, -(-N // LANES))  # fixed by N, so results do not depend on the thread count
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    ref_t, s_t = _pass1(zs, x, R, crops.k, c, n_tasks)
+    ref_t, s_t = _pass1(zu, x, R, crops.k, c, n_tasks)
     ref = ref_t.min(0)  # every task holds images, so every ref is a distance
-    log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d'_n)) over all tasks
-    out = _pass2(zs, x, R, crops.k, c, ref, log_s, n_tasks).sum(0)
+    log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all tasks
+    out = _pass2(zu, x, R, crops.k, c, ref, log_s, n_tasks).sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
     return torch.from_numpy(out / UNIT - cov)  # Σ_n W (x / 127.5 - 1)

@@ -21,6 +21,10 @@ relative error is bounded (`crops.depth`). It keeps each crop's running minimum 
   float32's relative error in d (a few 2⁻²⁴) is a weight error of a few 2⁻²⁴·|ℓ|.
 
 Memory is bounded by the chunk size (and the entry budget), never by N; nothing of size [B, N, crops] exists.
+
+On the CPU, square crops at every t take `box_dense_cpu` instead: both passes compiled and fused, distances in
+float64 (as exact as the sparse finish, and faster than pass 1 alone). The torch passes here serve CUDA,
+PSPC-Flex's arbitrary crops, and CPUs where numba cannot be imported.
 """
 
 from __future__ import annotations
@@ -58,11 +62,10 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # ℓ = -c · d (d in uint8 units²)
     budget = ENTRY_BUDGET // crops.max_size
 
-    entries = _near_entries(zu, pixels, crops, c, B, chunk_size, budget)
-    if entries is not None:
+    if z.device.type == "cpu" and isinstance(crops, BoxCrops) and _compiled_cpu_kernel() is not None:
+        out = _compiled_cpu_kernel().dense_square(z, pixels, crops, c)  # every t: exact and faster than pass 1 here
+    elif (entries := _near_entries(zu, pixels, crops, c, B, chunk_size, budget)) is not None:
         out = _exact_composite(z, t, images, crops, *entries)
-    elif z.device.type == "cpu" and isinstance(crops, BoxCrops) and _compiled_cpu_kernel() is not None:
-        out = _compiled_cpu_kernel().dense_square(z, pixels, crops, c)
     else:
         z64 = z.reshape(B, C, P).permute(1, 2, 0).double().add_(1).mul_(UNIT).contiguous().unsqueeze(-1)  # exact
         dmin, s, flagged = _dense_normalisers(z64, pixels, crops, c, chunk_size)
