@@ -124,23 +124,24 @@ def _row_windows(col, w, R, k, d, row):
 
 
 @numba.njit(fastmath=FLAGS)
-def _spread_step(src, w, k, nW, start, step, i, out, prev):
-    """out = prev + src[start + i·step] - src[start + (i - k)·step]: one step of a running window sum clipped
-    at the edges (the transpose of `_row_windows`); terms that do not exist are left out (prev too at i = 0)."""
+def _spread_step(add, sub, w, k, nW, i, out, prev):
+    """out = prev + add - sub: step i of a running window sum clipped at the edges (the transpose of
+    `_row_windows`: add is source i, sub source i - k); terms that do not exist are left out (prev at i = 0)."""
     if i == 0:
         for lane in range(w):
-            out[lane] = 0.0
+            out[lane] = add[lane]
+    elif i < nW and i >= k:
+        for lane in range(w):
+            out[lane] = prev[lane] + (add[lane] - sub[lane])
+    elif i < nW:
+        for lane in range(w):
+            out[lane] = prev[lane] + add[lane]
+    elif i >= k:
+        for lane in range(w):
+            out[lane] = prev[lane] - sub[lane]
     else:
         for lane in range(w):
             out[lane] = prev[lane]
-    if i < nW:
-        add = src[start + i * step]
-        for lane in range(w):
-            out[lane] += add[lane]
-    if i >= k:
-        sub = src[start + (i - k) * step]
-        for lane in range(w):
-            out[lane] -= sub[lane]
 
 
 @numba.njit
@@ -196,8 +197,8 @@ def _block_min(dc, w):
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
 def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
     """Per task: Σ_n Σ_{C∋p} w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). The weights
-    are spread along crop rows into rows [nW, R, LANES], then down the columns one pixel row at a time (two rows
-    kept), each row multiplied into the images as soon as it is complete."""
+    are spread along each crop row (into a ring of k + 1 rows), then down the columns one pixel row at a time,
+    each pixel row multiplied into the images as soon as it is complete."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - k + 1
@@ -207,7 +208,8 @@ def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
         xb = np.empty((C, P, LANES), np.uint8)
         col, d = np.empty((R, LANES)), np.empty((K, LANES))
-        rows, wsum = np.empty((nW * R, LANES)), np.empty((2 * R, LANES))
+        ring_rows = k + 1
+        ring, wsum = np.empty((ring_rows * R, LANES)), np.empty((2 * R, LANES))
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
@@ -217,13 +219,16 @@ def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
                     base, shift, wc = ref[b, crop], log_s[b, crop], d[crop]
                     for lane in range(w):
                         wc[lane] = _exp(c * (base - wc[lane]) - shift)
-                for u in range(nW):
-                    for j in range(R):
-                        _spread_step(d, w, k, nW, u * nW, 1, j, rows[u * R + j], rows[u * R + j - 1])
                 for i in range(R):
+                    if i < nW:  # spread crop row i along the image row into the ring (k + 1 rows are live)
+                        row, slot = i * nW, (i % ring_rows) * R
+                        for j in range(R):
+                            _spread_step(d[row + min(j, nW - 1)], d[row + max(j - k, 0)], w, k, nW, j,
+                                         ring[slot + j], ring[slot + j - 1])
                     now, before = (i % 2) * R, ((i + 1) % 2) * R
+                    enter, leave = (min(i, nW - 1) % ring_rows) * R, (max(i - k, 0) % ring_rows) * R
                     for j in range(R):
-                        _spread_step(rows, w, k, nW, j, R, i, wsum[now + j], wsum[before + j])
+                        _spread_step(ring[enter + j], ring[leave + j], w, k, nW, i, wsum[now + j], wsum[before + j])
                         weight, p = wsum[now + j], i * R + j
                         for ch in range(C):
                             xp, acc = xb[ch, p], 0.0
