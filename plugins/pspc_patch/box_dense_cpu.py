@@ -73,38 +73,41 @@ def _load(pixels, n0, w, xb):
 
 
 @numba.njit(fastmath=FLAGS)
-def _crop_distances(zu, xb, w, R, k, col, d):
-    """d [K, LANES]: squared distances of one latent (zu = z' [C, P]) to the block's crops. The vertical window
-    sum of e_p = Σ_c (x_cp - z'_cp)² slides down the image in col [R, LANES] (a row enters, a row leaves, its
-    terms computed where they are used), and at each position is summed along the row into d."""
-    nW = R - k + 1
-    for j in range(R):
-        for lane in range(w):
-            col[j, lane] = 0.0
-    for i in range(k):
-        _slide(zu, xb, w, R, i * R, -1, col)
-    _row_windows(col, w, R, k, d, 0)
-    for u in range(1, nW):
-        _slide(zu, xb, w, R, (u + k - 1) * R, (u - 1) * R, col)
-        _row_windows(col, w, R, k, d, u * nW)
-
-
-@numba.njit(fastmath=FLAGS)
-def _slide(zu, xb, w, R, enter, leave, col):
-    """col += e of the row starting at pixel `enter`, minus e of the row at `leave` (none if < 0)."""
-    for j in range(R):
-        out, p, q = col[j], enter + j, leave + j
-        for ch in range(xb.shape[0]):
-            a, new = zu[ch, p], xb[ch, p]
-            if leave >= 0:
-                b, old = zu[ch, q], xb[ch, q]
+def _crop_distances(zu, xb, w, R, k, ring, col, d):
+    """d [K, LANES]: squared distances of one latent (zu = z' [C, P]) to the block's crops. Row by row, e_p =
+    Σ_c (x_cp - z'_cp)² goes into a ring of k + 1 rows [(k+1)·R, LANES]; the vertical window sum col [R, LANES]
+    adds the entering row and subtracts the one leaving (read back from the ring, so each e is computed once),
+    and once k rows are in, each of its positions is summed along the row into d."""
+    nW, live = R - k + 1, k + 1
+    for i in range(R):
+        now = (i % live) * R
+        for j in range(R):
+            out, p = ring[now + j], i * R + j
+            for lane in range(w):
+                out[lane] = 0.0
+            for ch in range(xb.shape[0]):
+                a, x = zu[ch, p], xb[ch, p]
                 for lane in range(w):
-                    x, y = np.float64(new[lane]) - a, np.float64(old[lane]) - b
-                    out[lane] += x * x - y * y
-            else:
+                    v = np.float64(x[lane]) - a
+                    out[lane] += v * v
+        if i == 0:
+            for j in range(R):
+                new, out = ring[now + j], col[j]
                 for lane in range(w):
-                    x = np.float64(new[lane]) - a
-                    out[lane] += x * x
+                    out[lane] = new[lane]
+        elif i < k:
+            for j in range(R):
+                new, out = ring[now + j], col[j]
+                for lane in range(w):
+                    out[lane] += new[lane]
+        else:
+            gone = ((i - k) % live) * R
+            for j in range(R):
+                new, old, out = ring[now + j], ring[gone + j], col[j]
+                for lane in range(w):
+                    out[lane] += new[lane] - old[lane]
+        if i >= k - 1:
+            _row_windows(col, w, R, k, d, (i - k + 1) * nW)
 
 
 @numba.njit(fastmath=FLAGS)
@@ -162,12 +165,12 @@ def _pass1(zu, pixels, R, k, c, n_tasks):
     for task in numba.prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
         xb = np.empty((C, P, LANES), np.uint8)
-        col, d = np.empty((R, LANES)), np.empty((K, LANES))
+        col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
-                _crop_distances(zu[b], xb, w, R, k, col, d)
+                _crop_distances(zu[b], xb, w, R, k, ering, col, d)
                 for crop in range(K):
                     dc, shift = d[crop], ref[task, b, crop]
                     if shift == BIG:
@@ -207,14 +210,14 @@ def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
     for task in numba.prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
         xb = np.empty((C, P, LANES), np.uint8)
-        col, d = np.empty((R, LANES)), np.empty((K, LANES))
+        col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
         ring_rows = k + 1
         ring, wsum = np.empty((ring_rows * R, LANES)), np.empty((2 * R, LANES))
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
-                _crop_distances(zu[b], xb, w, R, k, col, d)
+                _crop_distances(zu[b], xb, w, R, k, ering, col, d)
                 for crop in range(K):
                     base, shift, wc = ref[b, crop], log_s[b, crop], d[crop]
                     for lane in range(w):
