@@ -22,8 +22,8 @@ relative error is bounded (`crops.depth`). It keeps each crop's running minimum 
 
 Memory is bounded by the chunk size (and the entry budget), never by N; nothing of size [B, N, crops] exists.
 
-On the CPU, square crops at every t take `box_dense_cpu` instead: both passes compiled and fused, distances in
-float64 (as exact as the sparse finish, and faster than pass 1 alone). The torch passes here serve CUDA,
+On the CPU, square crops at every t take the compiled kernels of `square_cpu.py` instead: distances in float64
+(as exact as the sparse finish) and faster than pass 1 alone. The torch passes here serve CUDA,
 PSPC-Flex's arbitrary crops, and CPUs where numba cannot be imported.
 """
 
@@ -62,8 +62,8 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # ℓ = -c · d (d in uint8 units²)
     budget = ENTRY_BUDGET // crops.max_size
 
-    if z.device.type == "cpu" and isinstance(crops, BoxCrops) and _compiled_cpu_kernel() is not None:
-        out = _compiled_cpu_kernel().dense_square(z, pixels, crops, c)  # every t: exact and faster than pass 1 here
+    if z.device.type == "cpu" and isinstance(crops, BoxCrops) and (kernel := _compiled_square(crops.k)) is not None:
+        out = kernel(z, pixels, crops, c)  # every t: exact, and faster than the torch pass 1 alone
     elif (entries := _near_entries(zu, pixels, crops, c, B, chunk_size, budget)) is not None:
         out = _exact_composite(z, t, images, crops, *entries)
     else:
@@ -76,13 +76,14 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
 
 
 @functools.cache
-def _compiled_cpu_kernel():
-    """`box_dense_cpu` (numba, imported on first use), or None where numba cannot be imported."""
+def _compiled_square(k: int):
+    """The compiled CPU kernel for k×k crops (numba, imported on first use): one pass for small k, else two; None
+    where numba cannot be imported."""
     try:
-        from . import box_dense_cpu
+        from .square_cpu import square_kernel
     except ImportError:
         return None
-    return box_dense_cpu
+    return square_kernel(k)
 
 
 def _near_entries(zu, pixels, crops, c, B, chunk_size, budget):

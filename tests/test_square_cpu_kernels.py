@@ -1,13 +1,13 @@
-"""The compiled CPU kernel for dense PSPC-Square (box_dense_cpu) against the float64 per-crop oracle and the
-torch passes it replaces on the CPU: partial blocks, one-channel images, the re-shift of a far closer block,
-and independence from the thread count."""
+"""The compiled CPU kernels of PSPC-Square (square_cpu: two passes, or one for small k) against
+the float64 per-crop oracle and the torch passes they replace on the CPU: partial blocks, one-channel images, the
+re-shift of a far closer block, and independence from the thread count."""
 
 import pytest
 import torch
 
 from oracles import pspc_direct, square_crop_masks
 from pspc_core import Dataset, create_denoiser
-from pspc_patch import box_dense_cpu, composite
+from pspc_patch import composite, square_cpu
 from pspc_patch.crops import BoxCrops
 
 
@@ -22,13 +22,20 @@ def _latents(images, t, n=3, seed=1):
     return x + t * torch.randn(x.shape, generator=g, dtype=torch.float64)
 
 
-def _kernel(images, z, t, k):
-    """D(z, t) float64 from the compiled kernel alone (numerator / coverage)."""
-    R = images.shape[-1]
-    crops = BoxCrops(R, k)
-    c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
-    out = box_dense_cpu.dense_square(z, composite.pixels_first(images), crops, c)
-    return (out / crops.coverage).view_as(z)
+KERNELS = {"two_pass": square_cpu.dense_square, "one_pass": square_cpu.one_pass_square}
+
+
+@pytest.fixture(params=list(KERNELS))
+def kernel(request):
+    """D(z, t) float64 from one compiled kernel alone (numerator / coverage); both are exact for any k."""
+
+    def run(images, z, t, k):
+        crops = BoxCrops(images.shape[-1], k)
+        c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
+        out = KERNELS[request.param](z, composite.pixels_first(images), crops, c)
+        return (out / crops.coverage).view_as(z)
+
+    return run
 
 
 def _oracle(images, z, t, k):
@@ -36,21 +43,23 @@ def _oracle(images, z, t, k):
                        square_crop_masks(images.shape[-1], k))
 
 
-def test_the_cpu_dense_path_is_compiled():
-    assert composite._compiled_cpu_kernel() is box_dense_cpu  # numba is a dependency: no silent fallback
+def test_the_cpu_path_is_compiled():
+    """numba is a dependency: no silent fallback to the torch passes."""
+    assert composite._compiled_square(2) is square_cpu.one_pass_square
+    assert composite._compiled_square(3) is square_cpu.dense_square
 
 
 @pytest.mark.parametrize("t, k, n", [(80.0, 5, 130), (5.3, 7, 300), (1.0, 3, 257), (0.3, 2, 40), (0.05, 3, 129),
                                      (0.002, 3, 200)])
-def test_matches_the_float64_oracle(t, k, n):
+def test_matches_the_float64_oracle(kernel, t, k, n):
     """N around and below the block width (128) and the task split; float64 agreement (measured ~3e-15)."""
     images = _data(n)
     z = _latents(images, t)
-    err = (_kernel(images, z, t, k) - _oracle(images, z, t, k)).abs().max().item()
+    err = (kernel(images, z, t, k) - _oracle(images, z, t, k)).abs().max().item()
     assert err <= 1e-12, f"t = {t}, k = {k}, N = {n}: {err}"
 
 
-def test_near_ties_at_the_smallest_t():
+def test_near_ties_at_the_smallest_t(kernel):
     """Images one uint8 step apart in ~5% of values, latents halfway, t = 0.002: logits ~1e5 · d, so any float32
     step (or a careless expansion of the squares) shows; squared differences in float64 do not."""
     g = torch.Generator().manual_seed(5)
@@ -59,48 +68,50 @@ def test_near_ties_at_the_smallest_t():
     z = (base.double() + 0.5 * (images[6:] - base).double()) / 127.5 - 1
     z = z + 0.002 * torch.randn(z.shape, generator=g, dtype=torch.float64)
     for k in (2, 3, 5):
-        assert (_kernel(images, z, 0.002, k) - _oracle(images, z, 0.002, k)).abs().max().item() <= 1e-12
+        assert (kernel(images, z, 0.002, k) - _oracle(images, z, 0.002, k)).abs().max().item() <= 1e-12
 
 
-def test_one_channel_images_and_one_latent():
+def test_one_channel_images_and_one_latent(kernel):
     images = _data(150, channels=1, R=6, seed=3)
     z = _latents(images, 0.4, n=1)
-    assert (_kernel(images, z, 0.4, 4) - _oracle(images, z, 0.4, 4)).abs().max().item() <= 1e-12
+    assert (kernel(images, z, 0.4, 4) - _oracle(images, z, 0.4, 4)).abs().max().item() <= 1e-12
 
 
-def test_a_far_closer_block_later_in_a_task_is_reshifted(monkeypatch):
+def test_a_far_closer_block_later_in_a_task_is_reshifted(kernel, monkeypatch):
     """One task over three blocks; the latent is image 300 (last block) plus tiny noise, so against the first
     block's minimum its exponent would overflow: the block must be re-shifted to its own minimum."""
-    monkeypatch.setattr(box_dense_cpu, "TASKS", 1)
+    monkeypatch.setattr(square_cpu, "TASKS", 1)
+    monkeypatch.setattr(square_cpu, "TASK_TARGET", 1)
     images = _data(301, seed=4)
     t = 0.01
     g = torch.Generator().manual_seed(5)
     z = (images[300:].double() / 127.5 - 1) + t * torch.randn(1, 3, 8, 8, generator=g, dtype=torch.float64)
-    out = _kernel(images, z, t, 3)
+    out = kernel(images, z, t, 3)
     assert torch.isfinite(out).all()
     assert (out - _oracle(images, z, t, 3)).abs().max().item() <= 1e-12
 
 
-def test_dense_kernel_equals_the_torch_passes(monkeypatch):
-    """The compiled kernel and the torch passes (used on CUDA, or where numba is missing) give the same output."""
+@pytest.mark.parametrize("k", [2, 3])
+def test_the_denoiser_equals_its_torch_passes(monkeypatch, k):
+    """The compiled kernels and the torch passes (used on CUDA, or where numba is missing) agree."""
     data = Dataset(_data(200, seed=6))
     z = _latents(data.images, 0.3).float()
     monkeypatch.setattr(composite, "ENTRY_BUDGET", 0)
-    compiled = create_denoiser("pspc_sq", dataset=data, patch_sizes=[3])(z, 0.3)
-    monkeypatch.setattr(composite, "_compiled_cpu_kernel", lambda: None)
-    torch_passes = create_denoiser("pspc_sq", dataset=data, patch_sizes=[3])(z, 0.3)
+    compiled = create_denoiser("pspc_sq", dataset=data, patch_sizes=[k])(z, 0.3)
+    monkeypatch.setattr(composite, "_compiled_square", lambda k: None)
+    torch_passes = create_denoiser("pspc_sq", dataset=data, patch_sizes=[k])(z, 0.3)
     assert (compiled - torch_passes).abs().max().item() <= 1e-6
 
 
-def test_results_do_not_depend_on_the_thread_count():
+def test_results_do_not_depend_on_the_thread_count(kernel):
     images = _data(700, seed=7)
     z = _latents(images, 0.5)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _kernel(images, z, 0.5, 3)
+        one = kernel(images, z, 0.5, 3)
         torch.set_num_threads(2)
-        two = _kernel(images, z, 0.5, 3)
+        two = kernel(images, z, 0.5, 3)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)

@@ -1,19 +1,28 @@
-"""The dense regime of PSPC-Square on the CPU: both passes of `composite.py` as compiled, fused loops (numba).
+"""PSPC-Square on the CPU as compiled, fused loops (numba): every t, float64, ~1e-15 from a float64 oracle.
 
 Where most weights matter (k = 3 at t = 0.3: ~75% of them) every (latent, image, crop) triple costs a distance,
-a window sum and an exponential in each pass. As whole-tensor torch operations every step streams
-[pixels, latents, images] arrays through memory; here a block of LANES images stays in cache while every latent
-uses it, nothing larger than [crops, LANES] is written, and the SIMD lanes run over the block's images.
-Distances are squared differences in float64, in uint8 units (z' = (z + 1)·127.5 against the integer pixels),
-summed as running window sums along columns and rows (cost independent of k). A running sum's rounding is bounded
-by float64's 1.1e-16 times the column's terms, ≤ 32·3·255² here: a logit moves by < 1e-8 even at t = 0.002
-(where neighbouring images are near-ties), far below what a float32 output can show. Exponentials are
-a degree-11 polynomial times 2^n built from its exponent bits (relative error ~1e-14; vectorises, unlike exp()).
+a window sum and an exponential. As whole-tensor torch operations every step streams [pixels, latents, images]
+arrays through memory; here a block of LANES images stays in cache while it is used, nothing larger than
+[crops, LANES] is written, and the SIMD lanes run over the block's images.
 
-Pass 1: per task (a range of images), latent and crop, a reference distance `ref` (the task's first block's
-minimum, lowered only when a later block comes so close that exp would overflow) and s = Σ_n exp(c·(ref - d_n)).
-Pass 2: w = exp(c·(ref - d) - log s) with the merged ref and s, spread back to pixels, times the images.
-Tasks are fixed by N and merged in order, so results do not depend on the thread count.
+Distances are squared differences in float64, in uint8 units (z' = (z + 1)·127.5 against the integer pixels),
+summed as running window sums down the columns and along the rows (cost independent of k). A running sum's
+rounding is bounded by float64's 1.1e-16 times the column's terms, ≤ 32·3·255² here: a logit moves by < 1e-8
+even at t = 0.002 (where neighbouring images are near-ties), far below what a float32 output can show.
+Exponentials are a degree-11 polynomial times 2^n built from its exponent bits (relative error ~1e-14; it
+vectorises, unlike exp()). They are taken against a reference distance per crop: the first block's minimum,
+lowered when a later block comes so close that exp would overflow (earlier sums are rescaled then).
+
+Two strategies, the same numbers:
+* `dense_square` (two passes): pass 1 gives per crop its reference and s = Σ_n exp(c·(ref - d_n)); pass 2 spreads
+  w = exp(c·(ref - d) - log s) back to pixels (transposed window sums) and multiplies them into the images.
+* `one_pass_square` (k ≤ ONE_PASS_MAX_K): each crop accumulates its own Σ_n exp(c·(ref - d_n)) x_{n,C} (k²·C
+  values), cheaper than a second pass while k²·C is small; the composite is assembled at the end.
+Work is split into tasks over image ranges (and latents), their number fixed by N and the batch size alone, each
+with its own sums, merged in order: results do not depend on the thread count.
+
+One file on purpose: numba's on-disk cache is invalidated only by changes to the file that defines a cached
+function, so helpers shared by cached kernels must live beside them.
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ from numba.core import types
 from numba.extending import intrinsic
 
 LANES = 128  # images per block (SIMD lanes run over them); working set ~1.5 MB at 32x32: a core's L2
-TASKS = 32  # image ranges with their own accumulators, merged in order
+TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
+TASK_TARGET = 16  # latent × image-range tasks (one pass), at least, whatever the thread count
+ONE_PASS_MAX_K = 2  # k²·C = 12 multiply-adds per weight beat a second pass (1.5x); at k = 3 (27) they tie
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
 BIG = 1e300  # "no minimum yet" (finite: comparisons stay cheap to vectorise)
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
@@ -154,8 +165,7 @@ def _task_range(task, n_tasks, N):
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
 def _pass1(zu, pixels, R, k, c, n_tasks):
-    """Per task, latent and crop: a reference distance ref (the minimum over the task's first block, lowered only
-    when a block comes much closer) and s = Σ_n exp(c·(ref - d_n)). One vectorised sum per crop and block."""
+    """Per task, latent and crop: the reference distance ref and s = Σ_n exp(c·(ref - d_n))."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - k + 1
@@ -166,27 +176,47 @@ def _pass1(zu, pixels, R, k, c, n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
         xb = np.empty((C, P, LANES), np.uint8)
         col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
+        u = np.empty(LANES)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
                 _crop_distances(zu[b], xb, w, R, k, ering, col, d)
                 for crop in range(K):
-                    dc, shift = d[crop], ref[task, b, crop]
-                    if shift == BIG:
-                        shift = ref[task, b, crop] = _block_min(dc, w)
-                    acc = 0.0
-                    for lane in range(w):
-                        acc += _exp(c * (shift - dc[lane]))
-                    if acc > RESHIFT:  # far closer images (terms may be clamped): shift to this block's minimum
-                        m = _block_min(dc, w)
-                        acc = 0.0
-                        for lane in range(w):
-                            acc += _exp(c * (m - dc[lane]))
-                        s[task, b, crop] *= _exp(c * (m - shift))
-                        ref[task, b, crop] = m
-                    s[task, b, crop] += acc
+                    old = ref[task, b, crop]
+                    total, new = _weights(d[crop], w, c, old, u, False)
+                    if new != old:  # a first or a far closer block: earlier sums (if any) move to the new reference
+                        s[task, b, crop] *= _exp(c * (new - old))
+                        ref[task, b, crop] = new
+                    s[task, b, crop] += total
     return ref, s
+
+
+@numba.njit(fastmath=FLAGS)
+def _weights(dc, w, c, ref, u, keep):
+    """Σ exp(c·(ref - d)) over a block's lanes (kept in u if `keep`), against the crop's reference distance: the
+    block's own minimum for a first block (ref = BIG) or where the sum would hold clamped terms (a block far
+    closer than the reference). Returns (sum, the reference used)."""
+    if ref == BIG:
+        ref = _block_min(dc, w)
+    total = _exp_sum(dc, w, c, ref, u, keep)
+    if total > RESHIFT:
+        ref = _block_min(dc, w)
+        total = _exp_sum(dc, w, c, ref, u, keep)
+    return total, ref
+
+
+@numba.njit(fastmath=FLAGS)
+def _exp_sum(dc, w, c, ref, u, keep):
+    total = 0.0
+    if keep:
+        for lane in range(w):
+            u[lane] = _exp(c * (ref - dc[lane]))
+            total += u[lane]
+    else:
+        for lane in range(w):
+            total += _exp(c * (ref - dc[lane]))
+    return total
 
 
 @numba.njit
@@ -257,3 +287,67 @@ def dense_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torc
     out = _pass2(zu, x, R, crops.k, c, ref, log_s, n_tasks).sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
     return torch.from_numpy(out / UNIT - cov)  # Σ_n W (x / 127.5 - 1)
+
+
+@numba.njit(parallel=True, fastmath=FLAGS, cache=True)
+def _one_pass(zu, pixels, R, k, c, n_ranges):
+    """Per (latent, range, crop): ref, s = Σ_n exp(c·(ref - d_n)) and A = Σ_n exp(c·(ref - d_n)) x_{n,C}
+    [k², C] (uint8 units)."""
+    B, C, P = zu.shape
+    N = pixels.shape[2]
+    nW = R - k + 1
+    K = nW * nW
+    ref = np.full((B, n_ranges, K), BIG)
+    s = np.zeros((B, n_ranges, K))
+    acc = np.zeros((B, n_ranges, K, k * k, C))
+    for task in numba.prange(B * n_ranges):
+        b, r = task // n_ranges, task % n_ranges
+        lo, hi = _task_range(r, n_ranges, N)
+        xb = np.empty((C, P, LANES), np.uint8)
+        col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
+        u = np.empty(LANES)
+        for n0 in range(lo, hi, LANES):
+            w = min(LANES, hi - n0)
+            _load(pixels, n0, w, xb)
+            _crop_distances(zu[b], xb, w, R, k, ering, col, d)
+            for crop in range(K):
+                old = ref[b, r, crop]
+                total, new = _weights(d[crop], w, c, old, u, True)
+                if new != old:
+                    scale = _exp(c * (new - old))
+                    s[b, r, crop] *= scale
+                    acc[b, r, crop] *= scale
+                    ref[b, r, crop] = new
+                s[b, r, crop] += total
+                corner = (crop // nW) * R + crop % nW
+                for i in range(k):
+                    for j in range(k):
+                        p = corner + i * R + j
+                        for ch in range(C):
+                            xp, a = xb[ch, p], 0.0
+                            for lane in range(w):
+                                a += u[lane] * np.float64(xp[lane])
+                            acc[b, r, crop, i * k + j, ch] += a
+    return ref, s, acc
+
+
+def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
+    """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage), as
+    `dense_square`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
+    B, C, R, _ = z.shape
+    zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
+    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[2] // LANES)))
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    ref, s, acc = _one_pass(zu, pixels.numpy(), R, crops.k, c, n_ranges)
+    scale = np.exp(c * (ref.min(1, keepdims=True) - ref))  # every range holds images: every ref is a distance
+    est = (acc * scale[..., None, None]).sum(1) / (s * scale).sum(1)[..., None, None]  # [B, K, k², C] Σ w x
+    K, S = est.shape[1], est.shape[2]
+    out = torch.zeros(B, C, R * R, dtype=torch.float64)
+    values = torch.from_numpy(est).permute(0, 3, 1, 2).reshape(B, C, K * S)
+    out.index_add_(2, crops.pixel_index.cpu().flatten(), values)
+    return out / UNIT - crops.coverage.cpu()  # Σ_{C∋p} (Σ_n w x / 127.5 - 1): each crop's weights sum to 1
+
+
+def square_kernel(k: int):
+    """The kernel for k×k crops: one pass for small k, else two."""
+    return one_pass_square if k <= ONE_PASS_MAX_K else dense_square
