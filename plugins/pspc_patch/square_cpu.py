@@ -27,7 +27,10 @@ function, so helpers shared by cached kernels must live beside them.
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
+import threading
 
 import numba
 import numpy as np
@@ -271,6 +274,29 @@ def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
     return out
 
 
+_READY: set = set()
+
+
+@functools.cache
+def _say_compiling() -> None:
+    print("pspc: compiling PSPC-Square's CPU kernel (first use on this machine; numba caches it)", file=sys.stderr,
+          flush=True)
+
+
+def _ready(kernel, C: int, P: int, *extra) -> None:
+    """Compile `kernel` (or load it from numba's cache) on a one-image input before the real call, saying so on
+    stderr when that takes a while: the first use on a machine compiles for ~20 s."""
+    if kernel in _READY:
+        return
+    note = threading.Timer(2.0, _say_compiling)
+    note.start()
+    try:
+        kernel(np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), int(math.isqrt(P)), 1, 1.0, *extra)
+    finally:
+        note.cancel()
+    _READY.add(kernel)
+
+
 def dense_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
     """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage) for
     latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, square crops `crops` (BoxCrops) and the logit
@@ -281,6 +307,8 @@ def dense_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torc
     x = pixels.numpy()
     n_tasks = min(TASKS, -(-N // LANES))  # fixed by N, so results do not depend on the thread count
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _ready(_pass1, C, R * R, 1)
+    _ready(_pass2, C, R * R, np.zeros((1, R * R)), np.zeros((1, R * R)), 1)
     ref_t, s_t = _pass1(zu, x, R, crops.k, c, n_tasks)
     ref = ref_t.min(0)  # every task holds images, so every ref is a distance
     log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all tasks
@@ -338,6 +366,7 @@ def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> t
     zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[2] // LANES)))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _ready(_one_pass, C, R * R, 1)
     ref, s, acc = _one_pass(zu, pixels.numpy(), R, crops.k, c, n_ranges)
     scale = np.exp(c * (ref.min(1, keepdims=True) - ref))  # every range holds images: every ref is a distance
     est = (acc * scale[..., None, None]).sum(1) / (s * scale).sum(1)[..., None, None]  # [B, K, k², C] Σ w x
