@@ -124,7 +124,7 @@ def _crop_distances(zu, xb, w, R, k, ring, col, d):
             _row_windows(col, w, R, k, d, (i - k + 1) * nW)
 
 
-@numba.njit(fastmath=FLAGS)
+@numba.njit(inline="always", fastmath=FLAGS)
 def _row_windows(col, w, R, k, d, row):
     """d[row + v] = Σ_{j<k} col[v + j], v = 0 .. R-k (running)."""
     first = d[row]
@@ -140,7 +140,7 @@ def _row_windows(col, w, R, k, d, row):
             out[lane] = prev[lane] + (add[lane] - sub[lane])
 
 
-@numba.njit(fastmath=FLAGS)
+@numba.njit(inline="always", fastmath=FLAGS)
 def _spread_step(add, sub, w, k, nW, i, out, prev):
     """out = prev + add - sub: step i of a running window sum clipped at the edges (the transpose of
     `_row_windows`: add is source i, sub source i - k); terms that do not exist are left out (prev at i = 0)."""
