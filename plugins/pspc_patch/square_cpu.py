@@ -92,36 +92,40 @@ def _crop_distances(zu, xb, w, R, k, ring, col, d):
     Σ_c (x_cp - z'_cp)² goes into a ring of k + 1 rows [(k+1)·R, LANES]; the vertical window sum col [R, LANES]
     adds the entering row and subtracts the one leaving (read back from the ring, so each e is computed once),
     and once k rows are in, each of its positions is summed along the row into d."""
-    nW, live = R - k + 1, k + 1
+    nW, live, C = R - k + 1, k + 1, xb.shape[0]
     for i in range(R):
-        now = (i % live) * R
+        now, gone = (i % live) * R, ((i - k) % live) * R
         for j in range(R):
-            out, p = ring[now + j], i * R + j
-            for lane in range(w):
-                out[lane] = 0.0
-            for ch in range(xb.shape[0]):
-                a, x = zu[ch, p], xb[ch, p]
+            e, p, acc = ring[now + j], i * R + j, col[j]
+            if C == 3:  # RGB in one loop
+                x0, x1, x2, a0, a1, a2 = xb[0, p], xb[1, p], xb[2, p], zu[0, p], zu[1, p], zu[2, p]
                 for lane in range(w):
-                    v = np.float64(x[lane]) - a
-                    out[lane] += v * v
-        if i == 0:
-            for j in range(R):
-                new, out = ring[now + j], col[j]
+                    e[lane] = _sq(x0[lane], a0) + _sq(x1[lane], a1) + _sq(x2[lane], a2)
+            else:
                 for lane in range(w):
-                    out[lane] = new[lane]
-        elif i < k:
-            for j in range(R):
-                new, out = ring[now + j], col[j]
+                    e[lane] = 0.0
+                for ch in range(C):
+                    x, a = xb[ch, p], zu[ch, p]
+                    for lane in range(w):
+                        e[lane] += _sq(x[lane], a)
+            if i == 0:
                 for lane in range(w):
-                    out[lane] += new[lane]
-        else:
-            gone = ((i - k) % live) * R
-            for j in range(R):
-                new, old, out = ring[now + j], ring[gone + j], col[j]
+                    acc[lane] = e[lane]
+            elif i < k:
                 for lane in range(w):
-                    out[lane] += new[lane] - old[lane]
+                    acc[lane] += e[lane]
+            else:
+                old = ring[gone + j]
+                for lane in range(w):
+                    acc[lane] += e[lane] - old[lane]
         if i >= k - 1:
             _row_windows(col, w, R, k, d, (i - k + 1) * nW)
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _sq(x, a):
+    v = np.float64(x) - a
+    return v * v
 
 
 @numba.njit(inline="always", fastmath=FLAGS)
