@@ -166,6 +166,15 @@ def _spread_step(add, sub, w, k, nW, i, out, prev):
 
 
 @numba.njit
+def _buffers(C, P, R, k):
+    """A task's scratch: the image block, the column sums, the crop distances, the ring of rows, one crop's
+    weights (all [.., LANES])."""
+    nW = R - k + 1
+    return (np.empty((C, P, LANES), np.uint8), np.empty((R, LANES)), np.empty((nW * nW, LANES)),
+            np.empty(((k + 1) * R, LANES)), np.empty(LANES))
+
+
+@numba.njit
 def _task_range(task, n_tasks, N):
     return task * N // n_tasks, (task + 1) * N // n_tasks
 
@@ -181,9 +190,7 @@ def _pass1(zu, pixels, R, k, c, n_tasks):
     s = np.zeros((n_tasks, B, K))
     for task in numba.prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
-        xb = np.empty((C, P, LANES), np.uint8)
-        col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
-        u = np.empty(LANES)
+        xb, col, d, ering, u = _buffers(C, P, R, k)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
@@ -246,8 +253,7 @@ def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
     out = np.zeros((n_tasks, B, C, P))
     for task in numba.prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
-        xb = np.empty((C, P, LANES), np.uint8)
-        col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
+        xb, col, d, ering, _ = _buffers(C, P, R, k)
         ring_rows = k + 1
         ring, wsum = np.empty((ring_rows * R, LANES)), np.empty((2 * R, LANES))
         for n0 in range(lo, hi, LANES):
@@ -335,9 +341,7 @@ def _one_pass(zu, pixels, R, k, c, n_ranges):
     for task in numba.prange(B * n_ranges):
         b, r = task // n_ranges, task % n_ranges
         lo, hi = _task_range(r, n_ranges, N)
-        xb = np.empty((C, P, LANES), np.uint8)
-        col, d, ering = np.empty((R, LANES)), np.empty((K, LANES)), np.empty(((k + 1) * R, LANES))
-        u = np.empty(LANES)
+        xb, col, d, ering, u = _buffers(C, P, R, k)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
