@@ -58,13 +58,12 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
     """
     B, C, R, _ = z.shape
     P, N = R * R, pixels.shape[-1]
-    zu = z.reshape(B, C, P).permute(1, 2, 0).float().add(1).mul_(UNIT).contiguous().unsqueeze(-1)  # [C, P, B, 1] uint8 units
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # ℓ = -c · d (d in uint8 units²)
-    budget = ENTRY_BUDGET // crops.max_size
+    zu = z.reshape(B, C, P).permute(1, 2, 0).float().add(1).mul_(UNIT).contiguous().unsqueeze(-1)  # [C, P, B, 1] uint8 units
 
     if z.device.type == "cpu" and isinstance(crops, BoxCrops) and (kernel := _compiled_square(crops.k)) is not None:
         out = kernel(z, pixels, crops, c)  # every t: exact, and faster than the torch pass 1 alone
-    elif (entries := _near_entries(zu, pixels, crops, c, B, chunk_size, budget)) is not None:
+    elif (entries := _near_entries(zu, pixels, crops, c, B, chunk_size, ENTRY_BUDGET // crops.max_size)) is not None:
         out = _exact_composite(z, t, images, crops, *entries)
     else:
         z64 = z.reshape(B, C, P).permute(1, 2, 0).double().add_(1).mul_(UNIT).contiguous().unsqueeze(-1)  # exact

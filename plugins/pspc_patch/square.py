@@ -14,8 +14,9 @@ class PSPCSquare(PatchDenoiser):
 
     patch_sizes  : one k per point of its own EDM grid (t_min, t_max, rho); the nearest grid point to t picks k.
                    Default: the paper's CIFAR-10 schedule scaled to the resolution (`scaled_patch_sizes`).
-    chunk_size   : latent×image pairs per step; bounds memory whatever the dataset size.
-    The cost per call is O(N·C·R²) per latent whatever k is (box filters via float64 cumulative sums).
+    chunk_size   : latent×image pairs per step of the torch passes (CUDA); bounds memory whatever the dataset
+                   size. On the CPU the compiled kernels (`square_cpu.py`) work in fixed blocks of images.
+    The cost per call is O(N·C·R²) per latent whatever k is (running or doubling window sums).
     """
 
     def __init__(self, dataset, patch_sizes=None, t_min: float = 0.002, t_max: float = 80.0, rho: float = 7.0,
