@@ -15,7 +15,7 @@ class PSPCSquare(PatchDenoiser):
     patch_sizes  : one k per point of its own EDM grid (t_min, t_max, rho); the nearest grid point to t picks k.
                    Default: the paper's CIFAR-10 schedule scaled to the resolution (`scaled_patch_sizes`).
     chunk_size   : latent×image pairs per step of the torch passes (CUDA); bounds memory whatever the dataset
-                   size. On the CPU the compiled kernels (`square_cpu.py`) work in fixed blocks of images.
+                   size. On the CPU the compiled kernels (`composite_cpu.py`) work in fixed blocks of images.
     The cost per call is O(N·C·R²) per latent whatever k is (running or doubling window sums).
     """
 

@@ -1,14 +1,15 @@
-"""The compiled CPU kernels of PSPC-Square (square_cpu: two passes, or one for small k) against
-the float64 per-crop oracle and the torch passes they replace on the CPU: partial blocks, one-channel images, the
-re-shift of a far closer block, and independence from the thread count."""
+"""The compiled CPU kernels (composite_cpu: two passes for any crops, one pass for small square crops) against the
+float64 per-crop oracle and the torch passes they replace on the CPU: partial blocks, one-channel images, masks
+with duplicates and uncovered pixels, the re-shift of a far closer block, and independence from the thread count."""
 
 import pytest
 import torch
 
 from oracles import pspc_direct, square_crop_masks
 from pspc_core import Dataset, create_denoiser
-from pspc_patch import composite, square_cpu
-from pspc_patch.crops import BoxCrops
+from pspc_patch import composite, composite_cpu
+from pspc_patch.crops import BoxCrops, MaskCrops
+from pspc_patch.flex import PSPCFlex
 
 
 def _data(n, channels=3, R=8, seed=0):
@@ -22,7 +23,7 @@ def _latents(images, t, n=3, seed=1):
     return x + t * torch.randn(x.shape, generator=g, dtype=torch.float64)
 
 
-KERNELS = {"two_pass": square_cpu.dense_square, "one_pass": square_cpu.one_pass_square}
+KERNELS = {"two_pass": composite_cpu.two_pass, "one_pass": composite_cpu.one_pass_square}
 
 
 @pytest.fixture(params=list(KERNELS))
@@ -45,8 +46,9 @@ def _oracle(images, z, t, k):
 
 def test_the_cpu_path_is_compiled():
     """numba is a dependency: no silent fallback to the torch passes."""
-    assert composite._compiled_square(2) is square_cpu.one_pass_square
-    assert composite._compiled_square(3) is square_cpu.dense_square
+    assert composite._compiled_kernel(BoxCrops(8, 2)) is composite_cpu.one_pass_square
+    assert composite._compiled_kernel(BoxCrops(8, 3)) is composite_cpu.two_pass
+    assert composite._compiled_kernel(MaskCrops(torch.eye(64, dtype=torch.bool))) is composite_cpu.two_pass
 
 
 @pytest.mark.parametrize("t, k, n", [(80.0, 5, 130), (5.3, 7, 300), (1.0, 3, 257), (0.3, 2, 40), (0.05, 3, 129),
@@ -80,8 +82,8 @@ def test_one_channel_images_and_one_latent(kernel):
 def test_a_far_closer_block_later_in_a_task_is_reshifted(kernel, monkeypatch):
     """One task over three blocks; the latent is image 300 (last block) plus tiny noise, so against the first
     block's minimum its exponent would overflow: the block must be re-shifted to its own minimum."""
-    monkeypatch.setattr(square_cpu, "TASKS", 1)
-    monkeypatch.setattr(square_cpu, "TASK_TARGET", 1)
+    monkeypatch.setattr(composite_cpu, "TASKS", 1)
+    monkeypatch.setattr(composite_cpu, "TASK_TARGET", 1)
     images = _data(301, seed=4)
     t = 0.01
     g = torch.Generator().manual_seed(5)
@@ -98,7 +100,7 @@ def test_the_denoiser_equals_its_torch_passes(monkeypatch, k):
     z = _latents(data.images, 0.3).float()
     monkeypatch.setattr(composite, "ENTRY_BUDGET", 0)
     compiled = create_denoiser("pspc_sq", dataset=data, patch_sizes=[k])(z, 0.3)
-    monkeypatch.setattr(composite, "_compiled_square", lambda k: None)
+    monkeypatch.setattr(composite, "_compiled_kernel", lambda crops: None)
     torch_passes = create_denoiser("pspc_sq", dataset=data, patch_sizes=[k])(z, 0.3)
     assert (compiled - torch_passes).abs().max().item() <= 1e-6
 
@@ -115,3 +117,44 @@ def test_results_do_not_depend_on_the_thread_count(kernel):
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
+
+
+def _masks(R, seed):
+    """Random crops: blobs around random centres, two identical rows, and two pixels no crop holds."""
+    g = torch.Generator().manual_seed(seed)
+    i = torch.arange(R)
+    yy, xx = torch.meshgrid(i, i, indexing="ij")
+    centres = torch.randint(0, R, (R * R, 2), generator=g)
+    radius = torch.rand(R * R, 1, 1, generator=g) * 3 + 0.5
+    masks = ((yy - centres[:, 0, None, None]) ** 2 + (xx - centres[:, 1, None, None]) ** 2) <= radius**2
+    masks[1] = masks[0]
+    masks[:, 0, 0] = masks[:, R - 1, R - 1] = False
+    return masks
+
+
+@pytest.mark.parametrize("t", [5.0, 0.3, 0.002])
+def test_masks_match_the_float64_oracle(t):
+    """PSPC-Flex's crops: merged duplicates count twice, uncovered pixels come back as 0 (the caller fills them)."""
+    images = _data(200, seed=8)
+    z = _latents(images, t)
+    masks = _masks(8, seed=9)
+    crops = MaskCrops(masks)
+    c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
+    out = composite_cpu.two_pass(z, composite.pixels_first(images), crops, c).view(3, 3, 8, 8)
+    covered = crops.coverage.view(8, 8) > 0
+    assert not covered[0, 0] and not covered[7, 7]
+    ref = pspc_direct(images, z, torch.full((3,), t, dtype=torch.float64), masks)
+    mine = out / torch.where(covered, crops.coverage.view(8, 8), 1.0)
+    assert (mine - ref)[..., covered].abs().max().item() <= 1e-12
+    assert mine[..., ~covered].abs().max().item() == 0
+
+
+def test_flex_equals_its_torch_passes(monkeypatch):
+    data = Dataset(_data(200, seed=10))
+    z = _latents(data.images, 0.3).float()
+    heatmaps = torch.rand(1, 8, 8, 8, 8, generator=torch.Generator().manual_seed(11))
+    compiled = PSPCFlex(data, heatmaps, thresholds=[0.3])(z, 0.3)
+    monkeypatch.setattr(composite, "_compiled_kernel", lambda crops: None)
+    monkeypatch.setattr(composite, "ENTRY_BUDGET", 0)
+    torch_passes = PSPCFlex(data, heatmaps, thresholds=[0.3])(z, 0.3)
+    assert (compiled - torch_passes).abs().max().item() <= 1e-6

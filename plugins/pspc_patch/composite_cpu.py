@@ -1,23 +1,25 @@
-"""PSPC-Square on the CPU as compiled, fused loops (numba): every t, float64, ~1e-15 from a float64 oracle.
+"""The PSPC composite on the CPU as compiled, fused loops (numba): every t, float64, ~1e-15 from a float64 oracle.
 
 Where most weights matter (k = 3 at t = 0.3: ~75% of them) every (latent, image, crop) triple costs a distance,
-a window sum and an exponential. As whole-tensor torch operations every step streams [pixels, latents, images]
+a crop sum and an exponential. As whole-tensor torch operations every step streams [pixels, latents, images]
 arrays through memory; here a block of LANES images stays in cache while it is used, nothing larger than
 [crops, LANES] is written, and the SIMD lanes run over the block's images.
 
-Distances are squared differences in float64, in uint8 units (z' = (z + 1)·127.5 against the integer pixels),
-summed as running window sums down the columns and along the rows (cost independent of k). A running sum's
-rounding is bounded by float64's 1.1e-16 times the column's terms, ≤ 32·3·255² here: a logit moves by < 1e-8
-even at t = 0.002 (where neighbouring images are near-ties), far below what a float32 output can show.
-Exponentials are a degree-11 polynomial times 2^n built from its exponent bits (relative error ~1e-14; it
-vectorises, unlike exp()). They are taken against a reference distance per crop: the first block's minimum,
-lowered when a later block comes so close that exp would overflow (earlier sums are rescaled then).
+Distances are squared differences in float64, in uint8 units (z' = (z + 1)·127.5 against the integer pixels).
+Square crops (PSPC-Square) sum them as running window sums down the columns and along the rows (cost
+independent of k; the rounding is bounded by float64's 1.1e-16 times a column's terms, ≤ 32·3·255²: a logit moves
+by < 1e-8 even at t = 0.002, where neighbouring images are near-ties). Arbitrary crops (PSPC-Flex's masks) add
+their members' terms from lists. Exponentials are a degree-11 polynomial times 2^n built from its exponent bits
+(relative error ~1e-14; it vectorises, unlike exp()). They are taken against a reference distance per crop: the
+first block's minimum, lowered when a later block comes so close that exp would overflow (earlier sums are
+rescaled then).
 
 Two strategies, the same numbers:
-* `dense_square` (two passes): pass 1 gives per crop its reference and s = Σ_n exp(c·(ref - d_n)); pass 2 spreads
-  w = exp(c·(ref - d) - log s) back to pixels (transposed window sums) and multiplies them into the images.
-* `one_pass_square` (k ≤ ONE_PASS_MAX_K): each crop accumulates its own Σ_n exp(c·(ref - d_n)) x_{n,C} (k²·C
-  values), cheaper than a second pass while k²·C is small; the composite is assembled at the end.
+* `two_pass` (any crops): pass 1 gives per crop its reference and s = Σ_n exp(c·(ref - d_n)); pass 2 spreads
+  w = exp(c·(ref - d) - log s) back to pixels (transposed window sums, or the member lists) and multiplies them
+  into the images.
+* `one_pass_square` (square crops, k ≤ ONE_PASS_MAX_K): each crop accumulates its own Σ_n exp(c·(ref - d_n))
+  x_{n,C} (k²·C values), cheaper than a second pass while k²·C is small; the composite is assembled at the end.
 Work is split into tasks over image ranges (and latents), their number fixed by N and the batch size alone, each
 with its own sums, merged in order: results do not depend on the thread count.
 
@@ -38,6 +40,8 @@ import torch
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+
+from .crops import BoxCrops
 
 LANES = 128  # images per block (SIMD lanes run over them); working set ~1.5 MB at 32x32: a core's L2
 TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
@@ -166,12 +170,12 @@ def _spread_step(add, sub, w, k, nW, i, out, prev):
 
 
 @numba.njit
-def _buffers(C, P, R, k):
-    """A task's scratch: the image block, the column sums, the crop distances, the ring of rows, one crop's
-    weights (all [.., LANES])."""
-    nW = R - k + 1
-    return (np.empty((C, P, LANES), np.uint8), np.empty((R, LANES)), np.empty((nW * nW, LANES)),
-            np.empty(((k + 1) * R, LANES)), np.empty(LANES))
+def _buffers(C, P, R, k, K, masks):
+    """A task's scratch: the image block, the column sums, the crop distances, the ring of rows (square crops) or
+    the per-pixel terms (masks), one crop's weights (all [.., LANES])."""
+    rows = P if masks else (k + 1) * R
+    return (np.empty((C, P, LANES), np.uint8), np.empty((R, LANES)), np.empty((K, LANES)),
+            np.empty((rows, LANES)), np.empty(LANES))
 
 
 @numba.njit
@@ -180,22 +184,21 @@ def _task_range(task, n_tasks, N):
 
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _pass1(zu, pixels, R, k, c, n_tasks):
+def _pass1(zu, pixels, R, k, ptr, members, c, n_tasks):
     """Per task, latent and crop: the reference distance ref and s = Σ_n exp(c·(ref - d_n))."""
     B, C, P = zu.shape
     N = pixels.shape[2]
-    nW = R - k + 1
-    K = nW * nW
+    K = _n_crops(R, k, ptr)
     ref = np.full((n_tasks, B, K), BIG)
     s = np.zeros((n_tasks, B, K))
     for task in numba.prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
-        xb, col, d, ering, u = _buffers(C, P, R, k)
+        xb, col, d, ring, u = _buffers(C, P, R, k, K, len(ptr) > 0)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
-                _crop_distances(zu[b], xb, w, R, k, ering, col, d)
+                _distances(zu[b], xb, w, R, k, ptr, members, ring, col, d)
                 for crop in range(K):
                     old = ref[task, b, crop]
                     total, new = _weights(d[crop], w, c, old, u, False)
@@ -204,6 +207,42 @@ def _pass1(zu, pixels, R, k, c, n_tasks):
                         ref[task, b, crop] = new
                     s[task, b, crop] += total
     return ref, s
+
+
+@numba.njit
+def _n_crops(R, k, ptr):
+    return len(ptr) - 1 if len(ptr) > 0 else (R - k + 1) ** 2
+
+
+@numba.njit(fastmath=FLAGS)
+def _distances(zu, xb, w, R, k, ptr, members, ring, col, d):
+    """d [K, LANES]: the crops' squared distances, by window sums (square crops) or membership lists (masks)."""
+    if len(ptr) > 0:
+        _mask_distances(zu, xb, w, ptr, members, ring, d)
+    else:
+        _crop_distances(zu, xb, w, R, k, ring, col, d)
+
+
+@numba.njit(fastmath=FLAGS)
+def _mask_distances(zu, xb, w, ptr, members, e, d):
+    """Arbitrary crops (PSPC-Flex): e_p for every pixel into e [P, LANES], then each crop adds its members'."""
+    C = xb.shape[0]
+    for p in range(xb.shape[1]):
+        out = e[p]
+        for lane in range(w):
+            out[lane] = 0.0
+        for ch in range(C):
+            x, a = xb[ch, p], zu[ch, p]
+            for lane in range(w):
+                out[lane] += _sq(x[lane], a)
+    for crop in range(len(ptr) - 1):
+        out = d[crop]
+        for lane in range(w):
+            out[lane] = 0.0
+        for m in range(ptr[crop], ptr[crop + 1]):
+            add = e[members[m]]
+            for lane in range(w):
+                out[lane] += add[lane]
 
 
 @numba.njit(fastmath=FLAGS)
@@ -242,29 +281,43 @@ def _block_min(dc, w):
 
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
-    """Per task: Σ_n Σ_{C∋p} w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). The weights
-    are spread along each crop row (into a ring of k + 1 rows), then down the columns one pixel row at a time,
-    each pixel row multiplied into the images as soon as it is complete."""
+def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks):
+    """Per task: Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). Square
+    crops spread their weights along each crop row (into a ring of k + 1 rows), then down the columns one pixel
+    row at a time, each pixel row multiplied into the images as soon as it is complete; masks scatter each crop's
+    weights onto its members."""
     B, C, P = zu.shape
     N = pixels.shape[2]
+    K = _n_crops(R, k, ptr)
     nW = R - k + 1
-    K = nW * nW
     out = np.zeros((n_tasks, B, C, P))
     for task in numba.prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, N)
-        xb, col, d, ering, _ = _buffers(C, P, R, k)
+        xb, col, d, ering, _ = _buffers(C, P, R, k, K, len(ptr) > 0)
         ring_rows = k + 1
         ring, wsum = np.empty((ring_rows * R, LANES)), np.empty((2 * R, LANES))
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for b in range(B):
-                _crop_distances(zu[b], xb, w, R, k, ering, col, d)
+                _distances(zu[b], xb, w, R, k, ptr, members, ering, col, d)
                 for crop in range(K):
                     base, shift, wc = ref[b, crop], log_s[b, crop], d[crop]
                     for lane in range(w):
                         wc[lane] = _exp(c * (base - wc[lane]) - shift)
+                if len(ptr) > 0:
+                    for p in range(P):
+                        for lane in range(w):
+                            ering[p, lane] = 0.0
+                    for crop in range(K):
+                        wc, m = d[crop], mult[crop]
+                        for i in range(ptr[crop], ptr[crop + 1]):
+                            dst = ering[members[i]]
+                            for lane in range(w):
+                                dst[lane] += m * wc[lane]
+                    for p in range(P):
+                        _dot(ering[p], xb, p, w, out[task, b])
+                    continue
                 for i in range(R):
                     if i < nW:  # spread crop row i along the image row into the ring (k + 1 rows are live)
                         row, slot = i * nW, (i % ring_rows) * R
@@ -275,13 +328,18 @@ def _pass2(zu, pixels, R, k, c, ref, log_s, n_tasks):
                     enter, leave = (min(i, nW - 1) % ring_rows) * R, (max(i - k, 0) % ring_rows) * R
                     for j in range(R):
                         _spread_step(ring[enter + j], ring[leave + j], w, k, nW, i, wsum[now + j], wsum[before + j])
-                        weight, p = wsum[now + j], i * R + j
-                        for ch in range(C):
-                            xp, acc = xb[ch, p], 0.0
-                            for lane in range(w):
-                                acc += weight[lane] * np.float64(xp[lane])
-                            out[task, b, ch, p] += acc
+                        _dot(wsum[now + j], xb, i * R + j, w, out[task, b])
     return out
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _dot(weight, xb, p, w, out):
+    """out[c, p] += Σ_lanes weight · x_c (this block's images at pixel p)."""
+    for ch in range(xb.shape[0]):
+        xp, acc = xb[ch, p], 0.0
+        for lane in range(w):
+            acc += weight[lane] * np.float64(xp[lane])
+        out[ch, p] += acc
 
 
 _READY: set = set()
@@ -289,40 +347,54 @@ _READY: set = set()
 
 @functools.cache
 def _say_compiling() -> None:
-    print("pspc: compiling PSPC-Square's CPU kernel (first use on this machine; numba caches it)", file=sys.stderr,
+    print("pspc: compiling the PSPC CPU kernel (first use on this machine; numba caches it)", file=sys.stderr,
           flush=True)
 
 
-def _ready(kernel, C: int, P: int, *extra) -> None:
-    """Compile `kernel` (or load it from numba's cache) on a one-image input before the real call, saying so on
-    stderr when that takes a while: the first use on a machine compiles for ~20 s."""
+def _ready(kernel, *args) -> None:
+    """Compile `kernel` (or load it from numba's cache) on a one-image input `args` before the real call, saying
+    so on stderr when that takes a while: the first use on a machine compiles for ~20 s."""
     if kernel in _READY:
         return
     note = threading.Timer(2.0, _say_compiling)
     note.start()
     try:
-        kernel(np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), int(math.isqrt(P)), 1, 1.0, *extra)
+        kernel(*args)
     finally:
         note.cancel()
     _READY.add(kernel)
 
 
-def dense_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
-    """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage) for
-    latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, square crops `crops` (BoxCrops) and the logit
+def _members(crops):
+    """(ptr, members, mult): the crops' pixels as lists (CSR) for masks; empty for square crops (window sums)."""
+    if isinstance(crops, BoxCrops):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0)
+    index = crops.pixel_index.cpu()
+    keep = index < crops.coverage.shape[0]  # rows are padded with P
+    ptr = np.concatenate([[0], np.cumsum(keep.sum(1).numpy())]).astype(np.int64)
+    return ptr, index[keep].numpy().astype(np.int64), crops.multiplicity.cpu().numpy()
+
+
+def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
+    """Σ_{C∋p} mult_C Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage)
+    for latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, crops (BoxCrops or MaskCrops) and the logit
     scale c of uint8 units (ℓ = -c · d)."""
     B, C, R, _ = z.shape
-    N = pixels.shape[2]
-    zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
+    P, N = R * R, pixels.shape[2]
+    zu = z.detach().reshape(B, C, P).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
     x = pixels.numpy()
+    k = getattr(crops, "k", 1)
+    ptr, members, mult = _members(crops)
     n_tasks = min(TASKS, -(-N // LANES))  # fixed by N, so results do not depend on the thread count
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    _ready(_pass1, C, R * R, 1)
-    _ready(_pass2, C, R * R, np.zeros((1, R * R)), np.zeros((1, R * R)), 1)
-    ref_t, s_t = _pass1(zu, x, R, crops.k, c, n_tasks)
+    one = (np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), R, 1, ptr[:0], members[:0])
+    _ready(_pass1, *one, 1.0, 1)
+    _ready(_pass2, *one, mult[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1)
+    ref_t, s_t = _pass1(zu, x, R, k, ptr, members, c, n_tasks)
     ref = ref_t.min(0)  # every task holds images, so every ref is a distance
     log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all tasks
-    out = _pass2(zu, x, R, crops.k, c, ref, log_s, n_tasks).sum(0)
+    out = _pass2(zu, x, R, k, ptr, members, mult, c, ref, log_s, n_tasks).sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
     return torch.from_numpy(out / UNIT - cov)  # Σ_n W (x / 127.5 - 1)
 
@@ -341,7 +413,7 @@ def _one_pass(zu, pixels, R, k, c, n_ranges):
     for task in numba.prange(B * n_ranges):
         b, r = task // n_ranges, task % n_ranges
         lo, hi = _task_range(r, n_ranges, N)
-        xb, col, d, ering, u = _buffers(C, P, R, k)
+        xb, col, d, ering, u = _buffers(C, P, R, k, K, False)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
@@ -369,12 +441,12 @@ def _one_pass(zu, pixels, R, k, c, n_ranges):
 
 def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
     """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage), as
-    `dense_square`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
+    `two_pass`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
     B, C, R, _ = z.shape
     zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[2] // LANES)))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    _ready(_one_pass, C, R * R, 1)
+    _ready(_one_pass, np.zeros((1, C, R * R)), np.zeros((C, R * R, 1), np.uint8), R, 1, 1.0, 1)
     ref, s, acc = _one_pass(zu, pixels.numpy(), R, crops.k, c, n_ranges)
     scale = np.exp(c * (ref.min(1, keepdims=True) - ref))  # every range holds images: every ref is a distance
     est = (acc * scale[..., None, None]).sum(1) / (s * scale).sum(1)[..., None, None]  # [B, K, k², C] Σ w x
@@ -385,6 +457,6 @@ def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> t
     return out / UNIT - crops.coverage.cpu()  # Σ_{C∋p} (Σ_n w x / 127.5 - 1): each crop's weights sum to 1
 
 
-def square_kernel(k: int):
-    """The kernel for k×k crops: one pass for small k, else two."""
-    return one_pass_square if k <= ONE_PASS_MAX_K else dense_square
+def kernel_for(crops):
+    """The kernel for a crop family: one pass for small square crops, else two."""
+    return one_pass_square if isinstance(crops, BoxCrops) and crops.k <= ONE_PASS_MAX_K else two_pass
