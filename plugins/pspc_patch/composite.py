@@ -55,21 +55,26 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
     Pixels that no crop holds come back as 0 (the caller fills them).
     """
     B, C, R, _ = z.shape
-    P, N = R * R, pixels.shape[-1]
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # ℓ = -c · d (d in uint8 units²)
-    zu = z.reshape(B, C, P).permute(1, 2, 0).float().add(1).mul_(UNIT).contiguous().unsqueeze(-1)  # [C, P, B, 1] uint8 units
 
     if z.device.type == "cpu" and (kernel := _compiled_kernel(crops)) is not None:
         out = kernel(z, pixels, crops, c)  # every t: exact, and about as fast as the torch pass 1 alone
-    elif (entries := _near_entries(zu, pixels, crops, c, B, chunk_size, ENTRY_BUDGET // crops.max_size)) is not None:
+    elif (entries := _near_entries(_uint8_units(z, torch.float32), pixels, crops, c, chunk_size,
+                                   ENTRY_BUDGET // crops.max_size)) is not None:
         out = _exact_composite(z, t, images, crops, *entries)
     else:
-        z64 = z.reshape(B, C, P).permute(1, 2, 0).double().add_(1).mul_(UNIT).contiguous().unsqueeze(-1)  # exact
+        z64 = _uint8_units(z, F64)  # exact
         dmin, s, flagged = _dense_normalisers(z64, pixels, crops, c, chunk_size)
         out = _dense_composite(z64, dmin, s, flagged, pixels, crops, c, chunk_size)
     cov = crops.coverage
     out /= torch.where(cov > 0, cov, 1.0)
     return out.view(B, C, R, R).to(torch.float32)
+
+
+def _uint8_units(z: torch.Tensor, dtype) -> torch.Tensor:
+    """z' = (z + 1)·127.5 as [C, P, B, 1] in `dtype`: latents in the pixels' units and the streaming layout."""
+    B, C = z.shape[:2]
+    return z.reshape(B, C, -1).permute(1, 2, 0).to(dtype).add(1).mul_(UNIT).contiguous().unsqueeze(-1)
 
 
 def _compiled_kernel(crops):
@@ -82,13 +87,13 @@ def _compiled_kernel(crops):
     return kernel_for(crops)
 
 
-def _near_entries(zu, pixels, crops, c, B, chunk_size, budget):
+def _near_entries(zu, pixels, crops, c, chunk_size, budget):
     """Pass 1, sparse attempt (float32): the entries (crop, latent, image) whose weight can be above e^EXP_FLOOR.
 
     Returns (crop, latent, image) index tensors, or None as soon as they will not fit the budget (then the
     dense passes run instead: at such t nearly every weight matters).
     """
-    C, P, N = zu.shape[0], zu.shape[1], pixels.shape[-1]
+    C, P, B, N = zu.shape[0], zu.shape[1], zu.shape[2], pixels.shape[-1]
     K = crops.n_crops
     gamma = (crops.depth + 6) * EPS32 * 1.01  # relative error bound of d, e's rounding included
     shift_err = 4.0 * EPS32 * float(zu.abs().max() + 1)  # bound on the rounding of z', per value
