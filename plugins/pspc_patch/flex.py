@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from pspc_core.errors import ParameterError, ShapeError
+from pspc_core.schedule import GridSchedule
 
 from .composite import PatchDenoiser
 from .crops import MaskCrops
 from .heatmaps_io import load_heatmaps
 from .masks import flex_masks
-from .schedule_lookup import PAPER_CIFAR10_THRESHOLDS, NoiseGrid
+from .paper_schedules import PAPER_CIFAR10_THRESHOLDS
 
 
 class PSPCFlex(PatchDenoiser):
@@ -18,7 +19,8 @@ class PSPCFlex(PatchDenoiser):
 
     heatmaps    : [L, R, R, R, R] (path to .npy / .safetensors, or an array), index [t index, y, x, i, j].
     thresholds  : L values λ in (0, 1] (default: the paper's CIFAR-10 schedule); heatmaps and thresholds attach
-                  to their own L-point EDM grid (t_min, t_max, rho) and the nearest grid point to t picks them.
+                  to their own L-point grid (`t_grid`, or the EDM grid t_min, t_max, rho) and the nearest grid
+                  point to t picks them.
     chunk_size  : latent×image pairs per step; bounds memory whatever the dataset size.
 
     Uncovered pixels: a pixel that no crop holds (possible, since a crop need not contain its own pixel; the
@@ -26,8 +28,8 @@ class PSPCFlex(PatchDenoiser):
     Identical crops are computed once (λ = 1 makes every crop the whole image: the empirical denoiser).
     """
 
-    def __init__(self, dataset, heatmaps=None, thresholds=None, t_min: float = 0.002, t_max: float = 80.0,
-                 rho: float = 7.0, chunk_size: int | None = None):
+    def __init__(self, dataset, heatmaps=None, thresholds=None, t_grid=None, t_min: float = 0.002,
+                 t_max: float = 80.0, rho: float = 7.0, chunk_size: int | None = None):
         super().__init__(dataset, chunk_size)
         R = self.resolution
         hm = load_heatmaps(_default_heatmaps(dataset) if heatmaps is None else heatmaps)
@@ -46,16 +48,16 @@ class PSPCFlex(PatchDenoiser):
             raise ParameterError("heatmaps hold negative or non-finite values; use absolute sensitivities (≥ 0)")
         if bool((hm.sum((-1, -2)) <= 0).any()):
             raise ParameterError("a heatmap sums to zero, so its crop is undefined; give every pixel a positive map")
-        self.heatmaps, self.thresholds = hm, lam
-        self.grid = NoiseGrid(len(lam), t_min, t_max, rho)
+        self.heatmaps = hm
+        self.schedule = GridSchedule(lam, t_grid, t_min, t_max, rho, name="thresholds")
 
     def masks(self, t: float) -> torch.Tensor:
         """Crops for noise level t: bool [R², R²] (row: output pixel y·R + x; columns: kept pixels)."""
-        i = self.grid.index(t)
-        return flex_masks(self.heatmaps[i], self.thresholds[i])
+        i = self.schedule.index(t)
+        return flex_masks(self.heatmaps[i], self.schedule.values[i])
 
     def crops_for(self, t: float) -> MaskCrops:
-        i = self.grid.index(t)
+        i = self.schedule.index(t)
         return self._cached(i, lambda: MaskCrops(self.masks(t), self.device))
 
 

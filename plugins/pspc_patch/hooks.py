@@ -3,6 +3,8 @@
 from pspc_core import REQUIRED, Param, hookimpl
 
 _GRID = [
+    Param("t_grid", "list[float]", None, "the schedule's own noise levels, one per value (default: the EDM grid "
+                                          "t_min, t_max, rho); the nearest one to t picks the value"),
     Param("t_min", "float", 0.002, "smallest noise level of the schedule's own EDM grid"),
     Param("t_max", "float", 80.0, "largest noise level of the schedule's own EDM grid"),
     Param("rho", "float", 7.0, "EDM grid exponent ρ"),

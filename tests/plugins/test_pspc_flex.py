@@ -50,7 +50,7 @@ def test_matches_per_crop_oracle_on_random_heatmaps(tiny_dataset, level, t):
     from pspc_patch.flex import PSPCFlex
 
     den = PSPCFlex(tiny_dataset, hm, thresholds=lam, t_min=0.002, t_max=3.0, chunk_size=9)
-    assert den.grid.index(t) == level
+    assert den.schedule.index(t) == level
     z = _latents(tiny_dataset, t)
     masks = flex_crop_masks_direct(hm[level], lam[level])
     ref = pspc_direct(tiny_dataset.images, z.double(), torch.full((4,), t, dtype=torch.float64), masks)

@@ -10,22 +10,16 @@ import sys
 import numpy as np
 import torch
 
-from cli_runner import pspc
+from helpers import assert_one_line_error, pspc
 from pspc_core import create_denoiser
 from pspc_network import read_checkpoint
-from test_network_pickle import SMALL, write_edm_pickle
+from edm_pickles import SMALL, write_edm_pickle
 
 TINY32 = {"class_name": "EDMPrecond", "init_kwargs": dict(
     model_type="SongUNet", model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[16],
     img_resolution=32, img_channels=3, label_dim=0)}
 QUIET = ["--quiet", "--device", "cpu"]
 
-
-def assert_one_line_error(code, err, *fragments):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], err
 
 
 def test_convert_writes_an_equivalent_safetensors(capsys, tmp_path):

@@ -6,16 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from cli_runner import pspc
+from helpers import assert_one_line_error, pspc
 
 SMALL = ["--data", "builtin:shapes:40", "--quiet", "--device", "cpu"]
 
-
-def assert_one_line_error(code, err, match):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
-    assert "Traceback" not in err
 
 
 def test_list_show_plugins(capsys):

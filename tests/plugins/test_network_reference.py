@@ -19,7 +19,8 @@ from pspc_core.schedule import edm_schedule
 from pspc_network import load_network, save_safetensors
 from pspc_network.denoiser import NetworkDenoiser
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from helpers import SHARED
+
 REF = SHARED / "reference" / "edm"
 NAMES = ["edm-ddpmpp-uncond-32", "vp-ddpmpp-uncond-32", "edm-adm-cond-16"]
 

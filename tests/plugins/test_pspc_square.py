@@ -6,7 +6,7 @@ import torch
 from oracles import empirical_direct, pspc_direct, square_crop_masks
 from pspc_core import create_denoiser, edm_schedule
 from pspc_patch import composite
-from pspc_patch.schedule_lookup import PAPER_CIFAR10_PATCH_SIZES, scaled_patch_sizes
+from pspc_patch.paper_schedules import PAPER_CIFAR10_PATCH_SIZES, scaled_patch_sizes
 
 
 def _latents(dataset, t, n=4, seed=1):

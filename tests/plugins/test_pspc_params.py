@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pspc_core import ParameterError, ShapeError, create_denoiser, get_preset, list_denoisers
-from pspc_patch.schedule_lookup import PAPER_CIFAR10_PATCH_SIZES, PAPER_CIFAR10_THRESHOLDS
+from pspc_patch.paper_schedules import PAPER_CIFAR10_PATCH_SIZES, PAPER_CIFAR10_THRESHOLDS
 
 
 def test_both_denoisers_are_registered_through_the_entry_point_group():

@@ -8,7 +8,7 @@ import torch
 from pspc_core import create_denoiser, edm_schedule
 from pspc_core.compare import LatentSource, compare, format_table, sampling_trajectory, write_csv
 from pspc_core.plot import PALETTE, line_plot
-from cli_runner import pspc
+from helpers import pspc
 
 
 @pytest.fixture
