@@ -21,6 +21,11 @@ def batch_t(t, z: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _first_bad(t: torch.Tensor) -> float:
+    bad = ~torch.isfinite(t) | (t <= 0)
+    return float(t[bad][0]) if bool(bad.any()) else float(t[0])
+
+
 def split_by_t(z: torch.Tensor, t: torch.Tensor, fn) -> torch.Tensor:
     """Apply `fn(z_group, t_value)` to each group of latents sharing a noise level, and reassemble in order."""
     values = torch.unique(t)
@@ -49,7 +54,13 @@ class Denoiser:
                 f"{self.channels}x{self.resolution}x{self.resolution}; use data of the denoiser's size"
             )
         z = z.to(self.device, torch.float32)
-        return self.denoise(z, batch_t(t, z))
+        t = batch_t(t, z)
+        if not bool(torch.isfinite(z).all()):
+            raise ShapeError("latents hold NaN or infinite values; pass finite latents")
+        if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
+            raise ShapeError(f"noise level t = {_first_bad(t):g} is not a positive finite number; every denoiser "
+                             "needs t > 0 (the sampler's last step t = 0 never calls it)")
+        return self.denoise(z, t)
 
     def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
