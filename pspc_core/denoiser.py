@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ShapeError
+from .errors import ParameterError, ShapeError
 
 
 def batch_t(t, z: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ class Denoiser:
         if not bool(torch.isfinite(z).all()):
             raise ShapeError("latents hold NaN or infinite values; pass finite latents")
         if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
-            raise ShapeError(f"noise level t = {_first_bad(t):g} is not a positive finite number; every denoiser "
+            raise ParameterError(f"noise level t = {_first_bad(t):g} is not a positive finite number; every denoiser "
                              "needs t > 0 (the sampler's last step t = 0 never calls it)")
         return self.denoise(z, t)
 

@@ -29,7 +29,6 @@ t = 0.002). The torch passes here serve CUDA, and CPUs where numba cannot be imp
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -277,9 +276,6 @@ class PatchDenoiser(Denoiser):
         return self._empirical
 
     def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
-            raise ParameterError(f"noise levels must be positive and finite, got min t = {float(t.min())}; "
-                                 "PSPC is undefined at t = 0 (samplers never call it there)")
         return split_by_t(z, t, self._denoise_level)
 
     def _denoise_level(self, z: torch.Tensor, t: float) -> torch.Tensor:
