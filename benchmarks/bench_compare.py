@@ -28,16 +28,17 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--denoisers", default="empirical,gaussian,pspc_sq,pspc_flex")
     args = ap.parse_args()
-    from pspc_core.builtin_assets import default_checkpoint, default_heatmaps_file
+    from pspc_network.shipped import CHECKPOINT
+    from pspc_patch.shipped import HEATMAPS
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "random.npy"
         rng = np.random.default_rng(0)
         np.save(data, rng.integers(0, 256, (args.images, 3, 32, 32), dtype=np.uint8))
         common = [sys.executable, "-m", "pspc_cli", "compare", "--data", str(data), "--no-xflip", "--quiet",
-                  "--network_pkl", str(default_checkpoint()), "--n_samples", str(args.latents),
+                  "--network-pkl", str(CHECKPOINT), "--n_samples", str(args.latents),
                   "--batch", str(args.latents), "--device", args.device, "--outdir", tmp]
-        flex = ["-p", f"pspc_flex.heatmaps={default_heatmaps_file()}"]
+        flex = ["-p", f"pspc_flex.heatmaps={HEATMAPS}"]
         print(f"pspc compare: {args.latents} latents x 18 noise levels vs {args.images} random 32x32 images, "
               f"reference: shipped network, device {args.device}")
         print(f"{'denoiser':<10} {'wall s':>8} {'latent-levels/s':>16}")

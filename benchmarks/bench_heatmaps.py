@@ -1,4 +1,4 @@
-"""Heatmap throughput: batched vector-Jacobian products (`pspc_core.heatmaps.heatmap_sum`) against one backward
+"""Heatmap throughput: batched vector-Jacobian products (`pspc_heatmaps.compute.heatmap_sum`) against one backward
 pass per output pixel (`heatmap_sum_loop`), measured in the same run on the same latents.
 
 Default network: the shipped built-in checkpoint (or --checkpoint PATH, any `network` checkpoint). Reports
@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from pspc_core import create_denoiser, load_dataset
-from pspc_core.heatmaps import heatmap_sum, heatmap_sum_loop
+from pspc_heatmaps.compute import heatmap_sum, heatmap_sum_loop
 from pspc_core.latents import forward_process
 from timing import timed  # noqa: E402
 
@@ -33,9 +33,9 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.checkpoint is None:
-        from pspc_core.builtin_assets import default_checkpoint
+        from pspc_network.shipped import CHECKPOINT
 
-        args.checkpoint = str(default_checkpoint())
+        args.checkpoint = str(CHECKPOINT)
     den = create_denoiser("network", checkpoint=args.checkpoint).to(device)
     z = forward_process(load_dataset(args.data), range(args.latents), args.t).to(device)
     heatmap_sum(den, z[:1], args.t, args.pixel_chunk)  # warm-up (torch.func's first call is slow)

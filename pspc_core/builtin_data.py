@@ -15,20 +15,42 @@ from .errors import DatasetError
 
 RES = 32
 KINDS = ("disc", "rectangle", "triangle", "ring")
+DEFAULT = "builtin:shapes"
+DEFAULT_SIZE, DEFAULT_SEED = 2000, 0
+MAX_IMAGES = 200_000  # 600 MB of images; more is a typo, not a data set
 
 
-def make_builtin(spec: str) -> tuple[np.ndarray, np.ndarray]:
+def parse_builtin(spec: str) -> tuple[int, int]:
+    """(number of images, seed) of `shapes`, `shapes:N` or `shapes:N:SEED` (the part after `builtin:`)."""
     name, *rest = spec.split(":")
     if name != "shapes":
         raise DatasetError(f"unknown built-in dataset builtin:{spec}; the built-in set is builtin:shapes")
     try:
-        n = int(rest[0]) if rest else 2000
-        seed = int(rest[1]) if len(rest) > 1 else 0
+        n = int(rest[0]) if rest else DEFAULT_SIZE
+        seed = int(rest[1]) if len(rest) > 1 else DEFAULT_SEED
+        if len(rest) > 2:
+            raise ValueError
     except ValueError:
         raise DatasetError(f"builtin:{spec}: use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED") from None
-    if n < 1:
-        raise DatasetError(f"builtin:{spec} asks for {n} images; ask for at least 1")
-    return shapes(n, seed)
+    if not 1 <= n <= MAX_IMAGES:
+        raise DatasetError(f"builtin:{spec} asks for {n} images; ask for 1 to {MAX_IMAGES}")
+    return n, seed
+
+
+def is_builtin_default(data) -> bool:
+    """Whether `data` (a Dataset, path or name) is the default built-in set, the one that shipped assets (the
+    network trained on it, its heatmaps) belong to: `builtin:shapes`, i.e. 2000 images of seed 0."""
+    source = getattr(data, "source", data)
+    if not isinstance(source, str) or not source.startswith("builtin:"):
+        return False
+    try:
+        return parse_builtin(source[len("builtin:"):]) == (DEFAULT_SIZE, DEFAULT_SEED)
+    except DatasetError:
+        return False
+
+
+def make_builtin(spec: str) -> tuple[np.ndarray, np.ndarray]:
+    return shapes(*parse_builtin(spec))
 
 
 def shapes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -96,3 +118,17 @@ def _inside_triangle(pts: np.ndarray, yy, xx) -> np.ndarray:
 
     e = [edge(pts[0], pts[1]), edge(pts[1], pts[2]), edge(pts[2], pts[0])]
     return ((e[0] >= 0) & (e[1] >= 0) & (e[2] >= 0)) | ((e[0] <= 0) & (e[1] <= 0) & (e[2] <= 0))
+
+
+def asset_for(data, path) -> str | None:
+    """`path` (a file a plugin ships for the default built-in set) when `data` is that set, else None: how a
+    plugin states a default that belongs to the built-in data (`Param.data_default`)."""
+    if not is_builtin_default(data):
+        return None
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        from .errors import PluginError
+
+        raise PluginError(f"the shipped file {path} is missing; reinstall pspc")
+    return str(path)

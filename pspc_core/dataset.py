@@ -147,6 +147,15 @@ def _labels(meta: dict | None, names: list[str]):
     return np.asarray(vals, dtype=np.int64)
 
 
+MAX_MEMBER = 64 << 20  # one image or dataset.json: CIFAR-10's 100k labels take 4 MB; more is a broken file
+
+
+def _check_size(size: int, name: str) -> None:
+    if size > MAX_MEMBER:
+        raise DatasetError(f"{name} claims {size / 2**20:.0f} MB, over the {MAX_MEMBER >> 20} MB a dataset file "
+                           "holds; rebuild the dataset with `pspc dataset make`")
+
+
 def _read_json(data: bytes, name: str) -> dict:
     try:
         return json.loads(data)
@@ -161,9 +170,13 @@ def _read_zip(path: Path):
         raise DatasetError(f"dataset {path} is not a readable zip file; rebuild it with `pspc dataset make`") from None
     with zf:
         names = sorted(n for n in zf.namelist() if n.lower().endswith(IMAGE_SUFFIXES))
-        meta = _read_json(zf.read("dataset.json"), f"{path}:dataset.json") if "dataset.json" in zf.namelist() else None
+        meta = None
+        if "dataset.json" in zf.namelist():
+            _check_size(zf.getinfo("dataset.json").file_size, f"{path}:dataset.json")
+            meta = _read_json(zf.read("dataset.json"), f"{path}:dataset.json")
         arrays = []
         for n in names:
+            _check_size(zf.getinfo(n).file_size, f"{path}:{n}")
             try:
                 data = zf.read(n)
             except (zipfile.BadZipFile, OSError, EOFError):
@@ -176,7 +189,12 @@ def _read_folder(path: Path):
     files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     names = [f.relative_to(path).as_posix() for f in files]
     meta_file = path / "dataset.json"
-    meta = _read_json(meta_file.read_bytes(), str(meta_file)) if meta_file.exists() else None
+    meta = None
+    if meta_file.exists():
+        _check_size(meta_file.stat().st_size, str(meta_file))
+        meta = _read_json(meta_file.read_bytes(), str(meta_file))
+    for f in files:
+        _check_size(f.stat().st_size, str(f))
     arrays = [_decode(f.read_bytes(), str(f)) for f in files]
     labels = _labels(meta, names) if meta is not None else _folder_labels(names)
     return _stack(arrays, names, str(path)), labels

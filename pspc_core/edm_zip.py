@@ -1,4 +1,4 @@
-"""Write the EDM dataset zip (EDM_FORMAT.md §6): stored PNGs `00000/img00000000.png`, … and `dataset.json`."""
+"""Write the EDM dataset zip (docs/edm-networks.md, "Dataset zips"): stored PNGs `00000/img00000000.png`, … and `dataset.json`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 
-from .atomic import atomic_path
+from .runtime.atomic import atomic_path
 
 
 def archive_name(idx: int) -> str:

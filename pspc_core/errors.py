@@ -1,4 +1,8 @@
-"""Errors a user can cause. The CLI turns each into one line on stderr and exit code 2."""
+"""Errors a user can cause or meet. The command line turns each into one line, `error: ...`, and exit code 2.
+
+Every message names the problem and, where there is one, the fix. Anything else that escapes a command is a bug
+and keeps its traceback.
+"""
 
 
 class PspcError(Exception):
@@ -6,15 +10,19 @@ class PspcError(Exception):
 
 
 class UnknownDenoiserError(PspcError):
-    """A denoiser or preset name that no plugin registered."""
+    """A denoiser name that no plugin registered."""
+
+
+class UnknownPresetError(PspcError):
+    """A preset name that no registry file defines."""
 
 
 class ParameterError(PspcError):
-    """An unknown, missing or ill-typed denoiser parameter."""
+    """An unknown, missing, ill-typed or out-of-range parameter or option."""
 
 
 class PluginError(PspcError):
-    """A plugin that clashes with another or breaks its contract."""
+    """A plugin that fails to load or breaks its contract."""
 
 
 class DatasetError(PspcError):
@@ -27,3 +35,12 @@ class ShapeError(PspcError):
 
 class UnsafeCheckpointError(PspcError):
     """A checkpoint that is not a plain, safely loadable network file."""
+
+
+class RunError(PspcError):
+    """A run that cannot proceed as asked: its output folder is busy, its disk is full, its device is missing."""
+
+
+class PspcWarning(UserWarning):
+    """Something the user should know that does not stop the run (work set aside, a plugin left out); the
+    command line prints it as one line, `warning: ...`."""

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .dataset import Dataset
 
 
-def nearest_training_images(samples: torch.Tensor, dataset: Dataset, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_training_images(samples, dataset: Dataset, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(L2 distance in data units, dataset index) of the nearest training image for each sample.
 
-    Distances use ‖a‖² - 2a·b + ‖b‖² in float64, exact enough to tell a memorized sample (distance ~0) apart.
+    `samples` [S, C, R, R] (a tensor, an array or a memory-mapped file) is read `chunk` samples at a time, so any
+    number of samples fits in memory. Distances use ‖a‖² - 2a·b + ‖b‖² in float64, exact enough to tell a
+    memorized sample (distance ~0) apart.
     """
+    dists, indices = [], []
+    for start in range(0, len(samples), chunk):
+        block = torch.as_tensor(np.array(samples[start : start + chunk]))
+        dist, idx = _nearest(block, dataset, chunk)
+        dists.append(dist)
+        indices.append(idx)
+    return torch.cat(dists), torch.cat(indices)
+
+
+def _nearest(samples: torch.Tensor, dataset: Dataset, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     s = samples.flatten(1).double().cpu()
     ss = (s * s).sum(1, keepdim=True)
     best = torch.full((s.shape[0],), torch.inf, dtype=torch.float64)

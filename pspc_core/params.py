@@ -2,7 +2,8 @@
 
 A parameter has a type name (a string, so declarations stay static and import nothing heavy):
 `int`, `float`, `str`, `bool`, `path`, `list[int]`, `list[float]`, `dataset` (a dataset object, path or
-built-in name) or `choice` (one of `choices`).
+built-in name) or `choice` (one of `choices`). Its name and default are the factory's own: `signature_mismatches`
+lists any drift between the two.
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ REQUIRED = object()  # default of a parameter the user must give
 
 @dataclass(frozen=True)
 class Param:
-    """One declared parameter: name, type name, default (REQUIRED if none) and a one-line help."""
+    """One declared parameter: name, type name, default (REQUIRED if none) and a one-line help.
+
+    `data_default` states a default that depends on the data once, in the plugin that owns it: when the
+    parameter is not given, `create_denoiser` calls the named function with the run's data (a Dataset, path
+    or built-in name) and uses what it returns unless that is None (for instance the network shipped for the
+    built-in data set). It is imported only then.
+    """
 
     name: str
     type: str
     default: Any = None
     help: str = ""
     choices: tuple = field(default_factory=tuple)
+    data_default: str = ""  # "module:function": f(data) -> a default for this run's data, or None (see below)
 
     def __post_init__(self):
         if self.type not in TYPES:
@@ -111,12 +119,49 @@ _COERCE = {
 }
 
 
-def parse_assignments(items: list[str]) -> dict[str, str]:
-    """Split repeated `KEY=VALUE` strings (the CLI's `-p`) into a dict of raw strings."""
+@dataclass(frozen=True)
+class Scale:
+    """The parameter that sets a denoiser's locality scale, one value per noise level (a schedule), and the
+    candidate values worth trying at each level: what `pspc calibrate` fits.
+
+    param      : the schedule parameter (e.g. `patch_sizes`); the denoiser must also accept `t_grid`.
+    candidates : "module:function", f(dataset) -> the candidate values for that data (e.g. sizes 1..R).
+    """
+
+    param: str
+    candidates: str
+
+
+def signature_mismatches(params, factory) -> list[str]:
+    """How the declared `params` differ from the factory's signature (names and defaults); [] when they agree."""
+    import inspect
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return []
+    accepted = {n: p for n, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    problems = []
+    for p in params:
+        if p.name not in accepted:
+            if not takes_any:
+                problems.append(f"{p.name}: declared but not accepted by the factory")
+            continue
+        actual = accepted[p.name].default
+        if p.required != (actual is inspect.Parameter.empty):
+            problems.append(f"{p.name}: required in one declaration but not in the other")
+        elif not p.required and actual != p.default:
+            problems.append(f"{p.name}: declared default {p.default!r}, factory default {actual!r}")
+    return problems
+
+
+def parse_assignments(items: list[str], option: str = "-p") -> dict[str, str]:
+    """Split repeated `KEY=VALUE` strings (the CLI's `-p`) into a dict of raw strings (keys keep any `NAME.`)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ParameterError(f"-p expects KEY=VALUE, got {item!r}")
+            raise ParameterError(f"{option} expects KEY=VALUE, got {item!r}")
         out[key.strip().replace("-", "_")] = value
     return out

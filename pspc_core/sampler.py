@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from .progress import progress_bar
+from .runtime.progress import progress_bar
 from .schedule import edm_schedule
 
 SOLVERS = ("euler", "heun")

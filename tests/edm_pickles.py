@@ -1,4 +1,4 @@
-"""Writing EDM network pickles in the official layout (EDM_FORMAT.md §2), for the tests that read them: every
+"""Writing EDM network pickles in the official layout (docs/edm-networks.md, "Pickles"), for the tests that read them: every
 network class as a `torch_utils.persistence._reconstruct_persistent_obj(meta)` reduce carrying module source
 text, `torch.nn.ModuleDict` containers, tensors through `torch.storage._load_from_bytes`, numpy scalars.
 Test-only: it needs a stand-in `torch_utils.persistence` module to name."""

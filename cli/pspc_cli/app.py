@@ -1,68 +1,90 @@
-"""The typer application and the one place where user errors become one-line messages.
+"""The typer application and the one place where every failure a user can cause or meet becomes one line.
 
-Each command lives in its own module under `pspc_cli` (listed in COMMAND_MODULES) and attaches itself to
-`app` (or to a sub-app) with a decorator; `main()` imports them and runs the app.
+`run(args)` runs the app and turns user errors into `error: ...` on stderr with exit code 2: pspc's own errors
+(`PspcError`: data, parameters, plugins, checkpoints, busy folders), usage errors (unknown option, bad value:
+typer's own exceptions, whether from click or from the copy of click newer typer releases carry), files and
+disks (`OSError`: missing, unwritable, full) and memory. Ctrl-C is exit 130. Warnings meant for the user
+(`PspcWarning`) print as `warning: ...`. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 app = typer.Typer(
     name="pspc",
-    help="Patch-based empirical denoisers for diffusion models: denoise, sample, compare.",
+    help="Training-free and trained diffusion denoisers: denoise, sample, compare, calibrate.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
-COMMAND_MODULES = [
-    "pspc_cli.cmd_listing",
-    "pspc_cli.cmd_dataset",
-    "pspc_cli.cmd_denoise",
-    "pspc_cli.cmd_sample",
-    "pspc_cli.cmd_convert",
-    "pspc_cli.cmd_heatmaps",
-    "pspc_cli.cmd_compare",
-    "pspc_cli.cmd_train",
-]
+
+def _click_exceptions():
+    """The exception modules of the click typer runs on: `click` (typer < 0.20) and/or `typer._click`."""
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(__import__(name, fromlist=["x"]))
+        except ImportError:
+            pass
+    return mods
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
-    """Print `error: message` on stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _error(message: str) -> None:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
-def run_app(args: list[str] | None = None) -> None:
-    """Run the app, turning PspcError (and friends) into one line and exit code 2."""
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from pspc_core.errors import PspcWarning
+
+    if issubclass(category, PspcWarning):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _default_show(message, category, filename, lineno, file, line)
+
+
+_default_show = warnings.showwarning
+
+
+def run(args: list[str]) -> int:
+    """Run the app on `args`; return the exit code (0, 2 for user errors, 130 for Ctrl-C, or a command's)."""
     from pspc_core.errors import PspcError
+    from pspc_core.runtime import distributed
 
-    from pspc_core import distributed
-
+    clicks = _click_exceptions()
+    usage = tuple(m.ClickException for m in clicks)
+    warnings.showwarning = _show_warning
     try:
         code = app(args=args, prog_name="pspc", standalone_mode=False)  # typer.Exit(n) comes back as n
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        if code == 130:  # newer typer turns Ctrl-C into Exit(130) itself
+            raise KeyboardInterrupt
         distributed.shutdown()
+        return code if isinstance(code, int) else 0
     except PspcError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        _error(exc)
+    except (KeyboardInterrupt, typer.Abort):  # older typer (click) turns Ctrl-C into Abort
+        print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(130)
-        raise
+        return exc.exit_code
+    except usage as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `pspc` or `pspc dataset` alone: the help
+            print(exc.format_message())
+            return 0
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        _error(f"{exc.format_message()}{hint}")
+    except MemoryError:
+        _error("out of memory; use a smaller --batch (or fewer images)")
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _error(f"cannot access{where}: {exc.strerror or exc}; check the path, its permissions and free disk space")
+    return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,7 +24,7 @@ def make(
     src: Annotated[Path, typer.Argument(help="image folder, .npy/.npz uint8 array, or cifar-10-python.tar.gz")],
     out: Annotated[Path, typer.Argument(help="EDM zip to write")],
     split: Annotated[Split, typer.Option(help="CIFAR-10 archive split")] = Split.train,
-    max_size: Annotated[int, typer.Option("--max-size", "--max_size", min=1, help="keep the first N images")] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", min=1, help="keep the first N images")] = None,
 ) -> None:
     """Write an EDM-format zip from a folder, an array file or the CIFAR-10 python archive."""
     from pspc_core import load_dataset

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from pspc_core import get_denoiser_spec, get_registry, list_denoisers, load_registry
+from pspc_core import get_denoiser_spec, list_denoisers, load_registry
+from pspc_core.plugins import plugin_manager
 
 from .app import app
-from .options import complete_denoiser, RegistryOpt
+from .options import OPTIONS, complete_denoiser
+
+Registry = Annotated[OPTIONS["registry"][0], OPTIONS["registry"][2]]
 
 
 @app.command("list")
-def list_cmd(registry: RegistryOpt = None) -> None:
+def list_cmd(registry: Registry = None) -> None:
     """List the denoisers (name, plugin, summary) and the presets."""
     specs = list_denoisers()
     width = max((len(s.name) for s in specs), default=4)
@@ -27,7 +32,7 @@ def list_cmd(registry: RegistryOpt = None) -> None:
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="denoiser name", autocompletion=complete_denoiser)) -> None:
+def show(name: Annotated[str, typer.Argument(help="denoiser name", autocompletion=complete_denoiser)]) -> None:
     """Show a denoiser's parameters with their types, defaults and help."""
     spec = get_denoiser_spec(name)
     typer.echo(f"{spec.name} ({spec.plugin}): {spec.summary}")
@@ -36,16 +41,21 @@ def show(name: str = typer.Argument(..., help="denoiser name", autocompletion=co
     width = max((len(p.name) for p in spec.params), default=0)
     for p in spec.params:
         choices = f" [{'|'.join(map(str, p.choices))}]" if p.choices else ""
-        typer.echo(f"  {p.name:<{width}}  {p.type}{choices} = {p.describe_default()}  {p.help}")
+        default = "(--data)" if p.type == "dataset" else p.describe_default()
+        if p.data_default:
+            default += ", or one for the data"
+        typer.echo(f"  {p.name:<{width}}  {p.type}{choices} = {default}  {p.help}")
+    if spec.scale:
+        typer.echo(f"  calibrate: `pspc calibrate -d {spec.name}` fits {spec.scale.param} per noise level")
 
 
 @app.command()
 def plugins() -> None:
     """List installed plugin distributions, their versions and hooks (and any that failed to load)."""
-    reg = get_registry()
-    reg.specs  # run the hooks so that each plugin's hooks and errors are known
-    for info in sorted(reg.plugins.values(), key=lambda i: i.name):
+    manager = plugin_manager()
+    manager.specs  # run the hooks so that each plugin's hooks and errors are known
+    for info in sorted(manager.plugins.values(), key=lambda i: i.name):
         dist = f"{info.distribution} {info.version}".strip()
-        hooks = ", ".join(info.hooks) or "-"
+        hooks = ", ".join(sorted(info.hooks)) or "-"
         status = f"  FAILED: {info.error}" if info.error else ""
         typer.echo(f"{info.name:<12} {dist:<20} hooks: {hooks}{status}")

@@ -102,12 +102,21 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return network_from(config, state_dict).to(device)
 
 
-def save_safetensors(config: dict, state_dict, path: str | os.PathLike) -> None:
-    """Write the state_dict (official key names) with the description as `pspc_config` metadata."""
+def save_safetensors(config: dict, state_dict, path: str | os.PathLike, float16: bool = False,
+                     extra_meta: dict | None = None) -> None:
+    """Write the state_dict (official key names) with the description as `pspc_config` metadata: the one writer
+    of network checkpoints. `float16` stores floating tensors in half precision; `extra_meta` adds text entries."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    save_file(tensors, os.fspath(path), metadata={CONFIG_KEY: config_to_json(make_config(**config))})
+    tensors = {}
+    for key, value in state_dict.items():
+        value = value.detach().to("cpu")
+        if float16 and value.is_floating_point():
+            value = value.to(torch.float16)
+        tensors[key] = value.contiguous().clone()
+    meta = {k: str(v) for k, v in (extra_meta or {}).items()}
+    meta[CONFIG_KEY] = config_to_json(make_config(**config))
+    save_file(tensors, os.fspath(path), metadata=meta)
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike) -> torch.nn.Module:

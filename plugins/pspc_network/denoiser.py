@@ -23,9 +23,8 @@ class NetworkDenoiser(Denoiser):
         if checkpoint is not None and network is not None:
             raise ParameterError("give one of checkpoint (a file) and network (a loaded module), not both")
         if checkpoint is None and network is None:
-            from pspc_core.builtin_assets import default_checkpoint
-
-            checkpoint = default_checkpoint()  # the network trained on builtin:shapes
+            raise ParameterError("network needs a checkpoint: pass -p checkpoint=PATH (an EDM .pkl or a pspc "
+                                 ".safetensors) or --network-pkl PATH")
         self.net = load_network(checkpoint) if network is None else network.eval().requires_grad_(False)
         self.resolution = int(self.net.img_resolution)
         self.channels = int(self.net.img_channels)
@@ -46,9 +45,11 @@ class NetworkDenoiser(Denoiser):
             raise ParameterError(f"class_label={label!r} given, but this network is unconditional (no labels)")
         if isinstance(label, str):
             try:
-                label = int(label)
+                text = label.strip().strip("[]")
+                label = [int(v) for v in text.split(",")] if "," in text else int(text)
             except ValueError:
-                raise ParameterError(f"class_label must be an index, 'random' or 'none', got {label!r}") from None
+                raise ParameterError(f"class_label must be an index, a list of indices (one per latent), 'random' "
+                                     f"or 'none', got {label!r}") from None
         index = torch.as_tensor(label, dtype=torch.long)
         if index.numel() == 0 or index.min() < 0 or index.max() >= self.label_dim:
             raise ParameterError(f"class_label {label!r} is out of range: this network has {self.label_dim} classes "

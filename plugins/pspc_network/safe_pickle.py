@@ -2,7 +2,7 @@
 
 The official reader `exec`s the Python source embedded in every persistent object (`module_src`) and lets
 pickle call whatever globals the file names. Here a restricted unpickler resolves only the handful of globals
-such pickles use (EDM_FORMAT.md §2.5), each to an inert replacement: a persistent object becomes a
+such pickles use (docs/edm-networks.md, "Pickles"), each to an inert replacement: a persistent object becomes a
 :class:`PersistentRecord` (class name, version, state; the source is kept as text, never compiled), a
 `torch.nn.ModuleDict` a :class:`ModuleDictRecord`, tensors are rebuilt by torch's weights-only loader.
 Any other global refuses the file with :class:`UnsafeCheckpointError` before anything it names is called.

@@ -35,12 +35,13 @@ import torch
 from pspc_core.denoiser import Denoiser, split_by_t
 from pspc_core.errors import ParameterError
 
+from .chunking import DEFAULT_CHUNK
+
 
 F64 = torch.float64
 EXP_FLOOR = -87.0  # float32 exp(-87) ≈ 1.6e-38: weights below it are zero (and exp is slow far below it on CPU)
 UNIT = 127.5  # data units per uint8 step
 EPS32 = 2.0**-24
-DEFAULT_CHUNK = {"cpu": 1024, "cuda": 65536}  # latent×image pairs per step: ~4 MB per float32 map on CPU
 ENTRY_BUDGET = 64_000_000  # kept entries × crop size (~20 bytes per entry), beyond which the dense passes run
 
 FINISH_BLOCK = 1_000_000  # entries × crop size recomputed at once in the exact finish

@@ -4,7 +4,7 @@
                   d_C = Σ_{p∈C} e_p, added as short trees of non-negative terms (no subtraction): relative error
                   at most `depth` · 2⁻²⁴ beyond e's own, whatever the magnitudes.
 `pixel_sums(w)` : per-crop values w [K, M] -> per-pixel sums [P, M], Σ_{C∋p} mult_C · w_C (the transposed map),
-                  again short trees (DESIGN.md: long float32 accumulations into one pixel drift).
+                  again short trees (long float32 accumulations into one pixel drift: docs/denoisers.md, "Numerics").
 `coverage`      : [P] float64, Σ_{C∋p} mult_C (the composite's normaliser; 0 where no crop holds p).
 `pixel_index`   : [K, S] the pixels of each crop, padded with P (S = `max_size`); `sizes` [K].
 `multiplicity`  : [K] float64, how many times each crop counts in the composite (merged duplicates).

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from pspc_core.errors import ParameterError, ShapeError
+from pspc_core.errors import ParameterError
 from pspc_core.schedule import GridSchedule
 
 from .composite import PatchDenoiser
 from .crops import MaskCrops
-from .heatmaps_io import load_heatmaps
+from .heatmap_files import load_heatmaps
 from .masks import flex_masks
 from .paper_schedules import PAPER_CIFAR10_THRESHOLDS
 
 
 class PSPCFlex(PatchDenoiser):
-    """PSPC-Flex (DESIGN.md): pixel (x, y) uses the crop of the most sensitive pixels of h_t[y, x] holding mass λ_t.
+    """PSPC-Flex (docs/denoisers.md): pixel (x, y) uses the crop of the most sensitive pixels of h_t[y, x] holding mass λ_t.
 
     heatmaps    : [L, R, R, R, R] (path to .npy / .safetensors, or an array), index [t index, y, x, i, j].
     thresholds  : L values λ in (0, 1] (default: the paper's CIFAR-10 schedule); heatmaps and thresholds attach
@@ -32,11 +32,11 @@ class PSPCFlex(PatchDenoiser):
                  t_max: float = 80.0, rho: float = 7.0, chunk_size: int | None = None):
         super().__init__(dataset, chunk_size)
         R = self.resolution
-        hm = load_heatmaps(_default_heatmaps(dataset) if heatmaps is None else heatmaps)
+        if heatmaps is None:
+            raise ParameterError("pspc_flex needs heatmaps for this data: pass -p heatmaps=PATH (compute them with "
+                                 "`pspc heatmaps`)")
+        hm = load_heatmaps(heatmaps, R)[0]
         lam = list(PAPER_CIFAR10_THRESHOLDS) if thresholds is None else [float(v) for v in thresholds]
-        if hm.ndim != 5 or tuple(hm.shape[1:]) != (R,) * 4:
-            raise ShapeError(f"heatmaps have shape {tuple(hm.shape)} but {R}x{R} data needs [L, {R}, {R}, {R}, {R}]; "
-                             "compute heatmaps at the dataset's resolution")
         if hm.shape[0] != len(lam):
             given = "the default (paper) thresholds have" if thresholds is None else "thresholds has"
             raise ParameterError(f"heatmaps hold {hm.shape[0]} noise levels but {given} {len(lam)} values; "
@@ -59,13 +59,3 @@ class PSPCFlex(PatchDenoiser):
     def crops_for(self, t: float) -> MaskCrops:
         i = self.schedule.index(t)
         return self._cached(i, lambda: MaskCrops(self.masks(t), self.device))
-
-
-def _default_heatmaps(dataset) -> torch.Tensor:
-    """The shipped network's heatmaps on the built-in data; elsewhere heatmaps must be given."""
-    from pspc_core.builtin_assets import default_heatmaps, is_builtin_data
-
-    if not is_builtin_data(dataset):
-        raise ParameterError("pspc_flex needs heatmaps for this data: pass -p heatmaps=PATH (compute them with "
-                             "`pspc heatmaps`)")
-    return default_heatmaps()

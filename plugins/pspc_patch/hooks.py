@@ -2,14 +2,17 @@
 
 from pspc_core import REQUIRED, Param, hookimpl
 
+from .chunking import DEFAULT_CHUNK
+
 _GRID = [
     Param("t_grid", "list[float]", None, "the schedule's own noise levels, one per value (default: the EDM grid "
                                           "t_min, t_max, rho); the nearest one to t picks the value"),
     Param("t_min", "float", 0.002, "smallest noise level of the schedule's own EDM grid"),
     Param("t_max", "float", 80.0, "largest noise level of the schedule's own EDM grid"),
     Param("rho", "float", 7.0, "EDM grid exponent ρ"),
-    Param("chunk_size", "int", None, "latent×image pairs processed at once, bounding memory at ~60 bytes × R² each "
-                                      "(default: 2048 on CPU, 32768 on CUDA)"),
+    Param("chunk_size", "int", None, "latent×image pairs per step of the torch passes (CUDA, or a CPU without "
+                                      f"numba), ~60 bytes × R² each (default: {DEFAULT_CHUNK['cpu']} on CPU, "
+                                      f"{DEFAULT_CHUNK['cuda']} on CUDA)"),
 ]
 
 
@@ -33,7 +36,8 @@ def register_denoisers(register):
         params=[
             Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
             Param("heatmaps", "path", None, "sensitivity heatmaps [L,R,R,R,R] (.npy as the paper ships, .safetensors or "
-                  "a `pspc heatmaps` .npz; default on builtin:shapes: the heatmaps of its shipped network)"),
+                  "a `pspc heatmaps` .npz); on builtin:shapes those of its shipped network",
+                  data_default="pspc_patch.shipped:heatmaps_for"),
             Param("thresholds", "list[float]", None,
                   "mass λ in (0,1] kept per grid point, L values (default: the paper's CIFAR-10 "
                   "1,1,1,1,1,1,1,0.7,0.7,0.5,0.4,0.4,0.4,0.4,0.3,0.3,0.3,0.3)"),

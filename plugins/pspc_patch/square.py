@@ -11,7 +11,7 @@ from .paper_schedules import scaled_patch_sizes
 
 
 class PSPCSquare(PatchDenoiser):
-    """PSPC-Square (DESIGN.md): crops are all k×k windows inside the image, stride 1, no padding.
+    """PSPC-Square (docs/denoisers.md): crops are all k×k windows inside the image, stride 1, no padding.
 
     patch_sizes  : one k per point of its own grid (`t_grid`, or the EDM grid t_min, t_max, rho); the nearest
                    grid point to t picks k. Default: the paper's CIFAR-10 schedule scaled to the resolution

@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from pspc_core.atomic import atomic_path
+from pspc_core.runtime.atomic import atomic_path
 from pspc_core.errors import UnsafeCheckpointError
 
 NETWORK_FILE = "network.safetensors"
@@ -24,17 +24,11 @@ STATE_FILE = "training-state.safetensors"
 
 
 def save_network(path, net: torch.nn.Module, config: dict, float16: bool = False, extra_meta: dict | None = None) -> None:
-    """Write `net`'s state_dict with metadata pspc_config (float tensors cast to float16 if asked)."""
-    tensors = {}
-    for key, value in net.state_dict().items():
-        value = value.detach().cpu()
-        if float16 and value.is_floating_point():
-            value = value.to(torch.float16)
-        tensors[key] = value.contiguous()
-    meta = {"pspc_config": json.dumps(config)}
-    meta.update({k: str(v) for k, v in (extra_meta or {}).items()})
+    """Write `net` as the `network` plugin's checkpoint (its one writer), atomically."""
+    from pspc_network.checkpoint import save_safetensors
+
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_safetensors(config, net.state_dict(), tmp, float16=float16, extra_meta=extra_meta)
 
 
 def save_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torch.Generator, meta: dict) -> None:

@@ -14,9 +14,9 @@ from typing import Callable
 
 import torch
 
-from pspc_core.atomic import atomic_path
+from pspc_core.runtime.atomic import atomic_path
 from pspc_core.errors import ParameterError
-from pspc_core.progress import Progress
+from pspc_core.runtime.progress import Progress
 
 from .checkpoint import NETWORK_FILE, STATE_FILE, load_state, save_network, save_state
 from .ema import ema_beta, update_ema
@@ -112,34 +112,35 @@ def train(s: TrainSettings, outdir: Path, progress: bool = True, report: Callabl
     if step == 0:
         report(f"training {s.arch} ({n_params / 1e6:.2f}M parameters) on {dataset.describe()} for {total} steps")
 
-    while step < total:
-        idx = torch.randint(len(images), (s.batch,), generator=generator)
-        x = images[idx].to(torch.float32) / 127.5 - 1
-        if s.xflip:
-            flip = torch.rand(s.batch, generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        x = x.to(device)
-        lr = learning_rate(s, nimg + s.batch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = edm_loss(net, x, generator, s.p_mean, s.p_std, s.sigma_data)
-        optimizer.zero_grad(set_to_none=True)
-        (loss.sum() / s.batch).backward()
-        for p in net.parameters():
-            if p.grad is not None:
-                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-        optimizer.step()
-        step, nimg = step + 1, nimg + s.batch
-        update_ema(ema, net, ema_beta(s.batch, nimg, s.ema_halflife_kimg, s.ema_rampup))
-        losses.append(float(loss.detach().mean()))
-        bar.advance()
-        if nimg >= next_snapshot or step == total:
-            mean_loss = sum(losses) / len(losses)
-            rows.append({"step": step, "kimg": f"{nimg / 1000:.3f}", "loss": f"{mean_loss:.6f}", "lr": f"{lr:.3g}",
-                         "seconds": f"{time.monotonic() - start:.1f}"})
-            _snapshot(outdir, s, config, net, ema, optimizer, generator, step, nimg, rows, time.monotonic() - start)
-            report(f"step {step}/{total} ({nimg / 1000:.1f} kimg): loss {mean_loss:.4f}, lr {lr:.3g}")
-            losses, next_snapshot = [], next_snapshot + _snapshot_images(s)
+    with bar:
+        while step < total:
+            idx = torch.randint(len(images), (s.batch,), generator=generator)
+            x = images[idx].to(torch.float32) / 127.5 - 1
+            if s.xflip:
+                flip = torch.rand(s.batch, generator=generator) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            x = x.to(device)
+            lr = learning_rate(s, nimg + s.batch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = edm_loss(net, x, generator, s.p_mean, s.p_std, s.sigma_data)
+            optimizer.zero_grad(set_to_none=True)
+            (loss.sum() / s.batch).backward()
+            for p in net.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            optimizer.step()
+            step, nimg = step + 1, nimg + s.batch
+            update_ema(ema, net, ema_beta(s.batch, nimg, s.ema_halflife_kimg, s.ema_rampup))
+            losses.append(float(loss.detach().mean()))
+            bar.advance()
+            if nimg >= next_snapshot or step == total:
+                mean_loss = sum(losses) / len(losses)
+                rows.append({"step": step, "kimg": f"{nimg / 1000:.3f}", "loss": f"{mean_loss:.6f}", "lr": f"{lr:.3g}",
+                             "seconds": f"{time.monotonic() - start:.1f}"})
+                _snapshot(outdir, s, config, net, ema, optimizer, generator, step, nimg, rows, time.monotonic() - start)
+                report(f"step {step}/{total} ({nimg / 1000:.1f} kimg): loss {mean_loss:.4f}, lr {lr:.3g}")
+                losses, next_snapshot = [], next_snapshot + _snapshot_images(s)
     return {"steps": step, "kimg": nimg / 1000, "loss": rows[-1]["loss"] if rows else None,
             "network": outdir / NETWORK_FILE}
 

@@ -92,32 +92,9 @@ def test_dataset_make_and_info(capsys, tmp_path):
     assert_one_line_error(code, err, "must end in .zip")
 
 
-def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path):
-    from pspc_core.resumable import BatchJob
-
-    calls, interrupted = [], []
-
-    def compute(start, stop):
-        if start == 4 and not interrupted:
-            interrupted.append(True)
-            raise KeyboardInterrupt
-        calls.append(start)
-        return np.full((stop - start, 1), start)
-
-    job = BatchJob(tmp_path, {"k": 1}, n=10, batch=2)
-    with pytest.raises(KeyboardInterrupt):
-        job.run(compute)
-    assert job.done() == [(0, 2), (2, 4)]
-    job.run(compute)
-    assert calls == [0, 2, 4, 6, 8]
-    assert job.gather()[:, 0].tolist() == [0, 0, 2, 2, 4, 4, 6, 6, 8, 8]
-    other = BatchJob(tmp_path, {"k": 2}, n=10, batch=2)
-    assert other.done() == []
-
-
 def test_exit_codes_raised_inside_commands_reach_the_shell(capsys, tmp_path, monkeypatch):
     """Ctrl-C during a run exits 130 (and keeps the finished batches)."""
-    from pspc_core.resumable import BatchJob
+    from pspc_core.runtime.batches import BatchJob
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -108,10 +108,13 @@ def test_listing_network_imports_no_torch():
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
-def test_network_without_checkpoint_uses_the_shipped_builtin_network():
-    from pspc_core import create_denoiser
-    from pspc_core.builtin_assets import default_checkpoint
+def test_network_on_the_builtin_data_defaults_to_the_shipped_network_and_elsewhere_asks_for_one():
+    import pytest
 
-    den = create_denoiser("network")
-    assert (den.channels, den.resolution) == (3, 32)
-    assert default_checkpoint().exists()
+    from pspc_core import ParameterError, create_denoiser
+    from pspc_network.shipped import CHECKPOINT
+
+    den = create_denoiser("network", data="builtin:shapes")
+    assert (den.channels, den.resolution) == (3, 32) and CHECKPOINT.exists()
+    with pytest.raises(ParameterError, match="network needs a checkpoint"):
+        create_denoiser("network", data="builtin:shapes:50")

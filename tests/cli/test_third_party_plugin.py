@@ -28,6 +28,22 @@ from pspc_core import Param, hookimpl
 def register_denoisers(register):
     register("blur", summary="box blur of z", params=[Param("width", "int", 3, "box width")],
              factory="pspc_blur.blur:Blur")
+
+
+@hookimpl
+def register_commands(app):
+    from pspc_cli.options import run_options
+
+    @app.command("blur-info")
+    @run_options("data")
+    def blur_info(opts, width: int = 3):
+        """Say how a box blur of WIDTH sees the run's data."""
+        if width < 1:
+            from pspc_core.errors import ParameterError
+
+            raise ParameterError(f"--width must be at least 1, got {width}")
+        data = opts.load_data()
+        print(f"blur {width} over {len(data)} images of {data.resolution}x{data.resolution}")
 '''
 
 BLUR = '''
@@ -81,3 +97,23 @@ def test_pspc_plugins_env_can_exclude_it(installed):
     env = {**installed, "PSPC_PLUGINS": "empirical"}
     out = subprocess.run([sys.executable, "-m", "pspc_cli", "list"], env=env, capture_output=True, text=True)
     assert "blur" not in out.stdout and "empirical" in out.stdout
+
+
+def test_installed_plugin_adds_a_command_that_runs_through_pspc(installed):
+    run = [sys.executable, "-m", "pspc_cli"]
+    out = subprocess.run([*run, "blur-info", "--data", "builtin:shapes:12", "--no-xflip", "--width", "5"],
+                         env=installed, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "blur 5 over 12 images of 32x32", out.stderr
+    out = subprocess.run([*run, "--help"], env=installed, capture_output=True, text=True)
+    assert "blur-info" in out.stdout
+    out = subprocess.run([*run, "blur-info", "--width", "0"], env=installed, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == "error: --width must be at least 1, got 0"
+    out = subprocess.run([*run, "plugins"], env=installed, capture_output=True, text=True)
+    assert "hooks: register_commands, register_denoisers" in out.stdout
+
+
+def test_the_readme_plugin_example_runs_on_the_default_data(installed, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pspc_cli", "sample", "-d", "blur", "-p", "width=5", "--n-samples", "2",
+                          "--n-steps", "3", "-q", "-o", str(tmp_path)], env=installed, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "blur_samples.npy").exists()

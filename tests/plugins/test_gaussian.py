@@ -27,7 +27,7 @@ def test_rank_64_matches_paper_reference(cifar1k, exp_a):
 
 
 def test_full_rank_matches_paper_reference_where_its_float32_svd_is_stable(cifar1k, exp_a):
-    """The paper's float32 SVD is thread-dependent in the null space: compare at t_idx <= 11 (DESIGN.md)."""
+    """The paper's float32 SVD is thread-dependent in the null space: compare at t_idx <= 11."""
     den = create_denoiser("gaussian", dataset=cifar1k)
     for k, (t_idx, t) in enumerate(zip(exp_a["t_idx"], exp_a["t"])):
         if t_idx > 11:

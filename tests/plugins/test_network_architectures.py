@@ -1,4 +1,4 @@
-"""The EDM architectures beyond the reference networks: naming (EDM_FORMAT.md §3), formulas (§4), fp16 switch."""
+"""The EDM architectures beyond the reference networks: naming and formulas (docs/edm-networks.md), fp16 switch."""
 
 from __future__ import annotations
 

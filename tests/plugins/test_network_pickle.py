@@ -1,6 +1,6 @@
 """Reading EDM network pickles without running them: the official layout loads, anything else is refused.
 
-The pickles here are written by the tests themselves in the official layout (EDM_FORMAT.md §2): every network
+The pickles here are written by the tests themselves in the official layout (docs/edm-networks.md, "Pickles"): every network
 class as a `torch_utils.persistence._reconstruct_persistent_obj(meta)` reduce carrying module source text,
 `torch.nn.ModuleDict` containers, tensors through `torch.storage._load_from_bytes`, numpy scalars.
 """

@@ -1,4 +1,4 @@
-"""Our EDM networks against the official code's outputs (../shared/reference/edm, EDM_FORMAT.md §4).
+"""Our EDM networks against the official code's outputs (../shared/reference/edm; docs/edm-networks.md).
 
 Tolerance: 1e-5·(1 + σ) per output, the size of float32 reordering alone (reference README).
 """

@@ -7,7 +7,7 @@ from pspc_core import ParameterError, create_denoiser, load_dataset
 
 
 def test_flex_on_builtin_data_uses_the_shipped_heatmaps():
-    den = create_denoiser("pspc_flex", dataset=load_dataset("builtin:shapes", xflip=True))
+    den = create_denoiser("pspc_flex", dataset=load_dataset("builtin:shapes", xflip=True))  # a data default
     assert tuple(den.heatmaps.shape) == (18, 32, 32, 32, 32)
     z = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(den(z, 0.3)).all()
@@ -19,7 +19,7 @@ def test_flex_without_heatmaps_on_other_data_says_how_to_get_them():
 
 
 def test_flex_reads_the_compact_npz_that_pspc_heatmaps_writes():
-    from pspc_core.builtin_assets import default_heatmaps_path
-    from pspc_patch.heatmaps_io import load_heatmaps
+    from pspc_patch.shipped import HEATMAPS
 
-    assert tuple(load_heatmaps(default_heatmaps_path()).shape) == (18, 32, 32, 32, 32)
+    den = create_denoiser("pspc_flex", dataset=load_dataset("builtin:shapes:20"), heatmaps=str(HEATMAPS))
+    assert tuple(den.heatmaps.shape) == (18, 32, 32, 32, 32)

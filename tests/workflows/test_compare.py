@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from pspc_core import create_denoiser, edm_schedule
-from pspc_core.compare import LatentSource, compare, format_table, sampling_trajectory, write_csv
-from pspc_core.plot import PALETTE, line_plot
-from helpers import pspc
+from pspc_compare.compare import LatentSource, compare, format_table, sampling_trajectory, write_csv
+from pspc_compare.plot import PALETTE, line_plot
+from helpers import assert_one_line_error, pspc
 
 
 @pytest.fixture
@@ -119,14 +119,14 @@ def test_cli_prints_the_table_and_writes_csv_and_png(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["-p", "gaussian.rank=3"], "neither the reference nor in --denoisers"),
-    (["-p", "rank=3"], "NAME.KEY=VALUE"),
+    (["-d", "empirical", "-p", "gaussian.rank=3"], "'gaussian' is not one of the chosen denoisers"),
+    (["-d", "gaussian", "-p", "rank=3"], "-p LABEL.rank=... with LABEL one of empirical, gaussian"),
     (["-d", "empirical,empirical"], "twice"),
     (["-d", "empirikal"], "unknown denoiser"),
+    (["-d", "gaussian", "--t-min", "5", "--t-max", "1"], "0 < --t-min < --t-max"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
-    code, _, err = pspc(capsys, "compare", "-o", tmp_path / "o", "--data", "builtin:shapes:4", "-r",
-                           "empirical", *(["-d", "empirical"] if "-d" not in args else []), *args, "-q")
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    code, _, err = pspc(capsys, "compare", "-o", tmp_path / "o", "--data", "builtin:shapes:4", "-r", "empirical",
+                        *args, "-q")
+    assert_one_line_error(code, err, match)
     assert not (tmp_path / "o").exists()

@@ -7,9 +7,10 @@ import torch
 
 from pspc_core import create_denoiser, edm_schedule
 from pspc_core.errors import PspcError, ShapeError
-from pspc_core.heatmaps import compute_heatmaps, heatmap_sum, heatmap_sum_loop, load_heatmaps, save_heatmaps
 from pspc_core.latents import forward_process
-from pspc_core.resumable import BatchJob
+from pspc_core.runtime.batches import BatchJob
+from pspc_heatmaps.compute import compute_heatmaps, heatmap_sum, heatmap_sum_loop
+from pspc_patch.heatmap_files import load_heatmaps, save_heatmaps
 
 
 def gaussian_heatmap(den, t: float, per_channel: bool) -> torch.Tensor:
@@ -132,47 +133,42 @@ def test_files_round_trip_and_float16_keeps_the_maps_shape(tmp_path):
 
 
 def test_cli_writes_files_pspc_flex_reads(tmp_path, capsys):
-    from pspc_cli.main import main
+    from helpers import pspc
 
     data = tmp_path / "tiny.npy"
     np.save(data, np.random.default_rng(0).integers(0, 256, (30, 3, 8, 8), dtype=np.uint8))
-    out = tmp_path / "hm" / "maps.safetensors"
-    args = ["heatmaps", "-d", "gaussian", "--data", data, "--n_latents", 2, "--n_steps", 3, "--npy", "-o", out,
-            "--quiet", "--device", "cpu"]
-    main(list(map(str, args)))  # returns normally on success
-    assert "heatmaps (3, 8, 8, 8, 8)" in capsys.readouterr().out
-    assert np.load(out.with_suffix(".npy")).shape == (3, 8, 8, 8, 8)
-    assert not (out.parent / ".pspc-work").exists() or not any((out.parent / ".pspc-work").rglob("*.npy"))
-    from pspc_patch.heatmaps_io import load_heatmaps as flex_loader
-
-    torch.testing.assert_close(flex_loader(out), torch.from_numpy(np.load(out.with_suffix(".npy"))))
-
-
-def test_cli_bad_output_suffix_is_one_line(tmp_path, capsys):
-    from pspc_cli.main import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["heatmaps", "-d", "gaussian", "--data", "builtin:shapes:5", "-o", str(tmp_path / "h.npy")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and ".safetensors" in err[0]
-    assert not (tmp_path / "h.npy").exists()
+    args = ["heatmaps", "-d", "gaussian", "--data", data, "--n_latents", 2, "--n_steps", 3, "--npy", "-o",
+            tmp_path / "hm", "--quiet", "--device", "cpu"]
+    code, out, _ = pspc(capsys, *args)
+    assert code == 0 and "heatmaps (3, 8, 8, 8, 8)" in out
+    written = tmp_path / "hm" / "gaussian_heatmaps.safetensors"
+    assert np.load(written.with_suffix(".npy")).shape == (3, 8, 8, 8, 8)
+    assert not (tmp_path / "hm" / ".pspc-work").exists()
+    torch.testing.assert_close(load_heatmaps(written)[0], torch.from_numpy(np.load(written.with_suffix(".npy"))))
+    code, _, _ = pspc(capsys, *args, "--format", "npz")
+    compact = load_heatmaps(tmp_path / "hm" / "gaussian_heatmaps.npz")[0]
+    torch.testing.assert_close(compact, load_heatmaps(written)[0], rtol=0.03, atol=1e-5 * float(compact.max()))
 
 
-def test_shipped_network_and_heatmaps_load(tmp_path, monkeypatch):
-    from pspc_core.builtin_assets import default_checkpoint, default_heatmaps_file, default_heatmaps_path
+def test_cli_bad_output_format_is_one_line(tmp_path, capsys):
+    from helpers import assert_one_line_error, pspc
 
-    den = create_denoiser("network", checkpoint=str(default_checkpoint()))
+    code, _, err = pspc(capsys, "heatmaps", "-d", "gaussian", "--data", "builtin:shapes:5", "-o", tmp_path,
+                        "--format", "npy")
+    assert_one_line_error(code, err, "--format")
+    assert not any(tmp_path.iterdir())
+
+
+def test_shipped_network_and_heatmaps_load():
+    from pspc_network.shipped import CHECKPOINT
+    from pspc_patch.shipped import HEATMAPS
+
+    den = create_denoiser("network", checkpoint=str(CHECKPOINT))
     assert (den.channels, den.resolution) == (3, 32)
-    maps, meta = load_heatmaps(default_heatmaps_path())
+    maps, meta = load_heatmaps(HEATMAPS)
     assert maps.shape == (18, 32, 32, 32, 32) and meta["n"] == 304 and (maps >= 0).all()
     # The maps are local at small t: the mass near pixel (16, 16) grows as t falls.
     yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     near = ((yy - 16) ** 2 + (xx - 16) ** 2 <= 4).float()
     mass = [(maps[k, 16, 16] * near).sum() / maps[k, 16, 16].sum() for k in (0, 9, 17)]
     assert mass[0] < mass[1] < mass[2] and mass[2] > 0.9
-    monkeypatch.setenv("PSPC_CACHE", str(tmp_path))
-    from pspc_patch.heatmaps_io import load_heatmaps as flex_loader
-
-    plain = flex_loader(default_heatmaps_file())
-    normalised = maps / maps.flatten(3).amax(-1)[..., None, None]
-    torch.testing.assert_close(plain, normalised, rtol=2e-3, atol=1e-4)

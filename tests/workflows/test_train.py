@@ -82,5 +82,5 @@ def test_cli_bad_channel_mult_is_one_line(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["train", "-o", str(tmp_path / "x"), "--data", "builtin:shapes:4", "--channel_mult", "1,two", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: --channel_mult")
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: --channel-mult")
     assert not (tmp_path / "x").exists()

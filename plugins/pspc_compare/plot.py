@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .atomic import atomic_path
+from pspc_core.runtime.atomic import atomic_path
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]

@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import app
 
-
-@app.command()
 def convert(
     src: Annotated[Path, typer.Argument(metavar="IN", help="EDM network .pkl (e.g. edm-cifar10-32x32-uncond-vp.pkl)")],
     dst: Annotated[Path, typer.Argument(metavar="OUT", help="output .safetensors file")],
@@ -21,9 +18,9 @@ def convert(
     refers to anything a plain EDM checkpoint does not contain is refused. The network is rebuilt and its
     weights checked before OUT is written (atomically).
     """
-    from pspc_core.atomic import atomic_path
+    from pspc_core.runtime.atomic import atomic_path
     from pspc_core.errors import ParameterError
-    from pspc_network.checkpoint import convert as convert_checkpoint
+    from .checkpoint import convert as convert_checkpoint
 
     if src.resolve() == dst.resolve():
         raise ParameterError(f"IN and OUT are the same file ({src}); choose another output path")

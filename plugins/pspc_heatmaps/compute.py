@@ -14,8 +14,8 @@ shape of h matters, not its scale.
 
 Computation: one forward pass per batch of latents and batched vector-Jacobian products (`torch.func.vjp`
 under `torch.func.vmap`) with one-hot cotangents, `pixel_chunk` output pixels at a time, instead of one
-backward pass per pixel. Results are stored as [L, R, R, R, R] indexed [t index, y, x, i, j] (the paper's
-layout) in a `.safetensors` file (tensor `heatmaps`, the grid as `t`) and optionally a `.npy`.
+backward pass per pixel. Results are [L, R, R, R, R] indexed [t index, y, x, i, j] (the paper's layout), written
+by `pspc_patch.heatmap_files`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import PspcError, ShapeError
-
-HEATMAP_KEY = "heatmaps"
+from pspc_core.errors import PspcError
 
 
 def pixel_cotangents(channels: int, resolution: int, pixels: range, per_channel: bool) -> torch.Tensor:
@@ -93,11 +91,11 @@ def compute_heatmaps(denoiser: Callable, latents: Callable[[int, int, float], to
                      job=None, progress: bool = True, device=None) -> torch.Tensor:
     """Mean heatmaps [L, R, R, R, R] (float32) over latents `latents(start, stop, t)` at every grid point.
 
-    `job` (a `pspc_core.resumable.BatchJob` over the L grid points, batch 1) keeps each finished grid point on
+    `job` (a `pspc_core.runtime.batches.BatchJob` over the L grid points, batch 1) keeps each finished grid point on
     disk, so that a rerun after an interruption skips it; without a job everything stays in memory. Under
     torchrun the grid points are shared out among the ranks and only rank 0 returns the heatmaps (others: None).
     """
-    from .progress import Progress
+    from pspc_core.runtime.progress import Progress
 
     n_batches = -(-n_latents // batch)
     L = len(t_grid)
@@ -121,7 +119,7 @@ def compute_heatmaps(denoiser: Callable, latents: Callable[[int, int, float], to
     if job is None:
         bar = Progress(L * n_batches, "heatmaps", enable=progress)
         return torch.from_numpy(np.concatenate([grid_point(k) for k in range(L)]))
-    from . import distributed
+    from pspc_core.runtime import distributed
 
     rank, world = distributed.rank_world()  # under torchrun, rank r takes the grid points k % world = r
     mine = [r for r in job.ranges if r[0] % world == rank]
@@ -130,84 +128,3 @@ def compute_heatmaps(denoiser: Callable, latents: Callable[[int, int, float], to
     job.run(lambda start, stop: grid_point(start), ranges=mine)
     points = distributed.gather_merged({r: job.load(r) for r in mine})
     return None if points is None else torch.from_numpy(np.concatenate([points[r] for r in job.ranges]))
-
-
-def save_heatmaps(path, heatmaps: torch.Tensor, t_grid: torch.Tensor, meta: dict | None = None,
-                  float16: bool = False) -> None:
-    """Write heatmaps [L, R, R, R, R] and the grid t [L].
-
-    `.safetensors`: tensors `heatmaps` (float32, or float16 with each map scaled to a maximum of 1) and `t`,
-    metadata `pspc_heatmaps` = JSON. `.npz` (compact, for shipping): each map as 8-bit logarithmic codes of its
-    values relative to its maximum, see `encode_log8`, zip-compressed.
-    """
-    from .atomic import atomic_path
-
-    h = heatmaps.detach().cpu().float().contiguous()
-    t = torch.as_tensor(t_grid, dtype=torch.float64).cpu().contiguous()
-    meta_json = json.dumps(meta or {}, default=str)
-    if Path(path).suffix == ".npz":
-        codes, scale = encode_log8(h)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, codes=codes, scale=scale, floor=np.float64(LOG8_FLOOR), t=t.numpy(),
-                                    meta=np.array(meta_json))
-        return
-    from safetensors.torch import save_file
-
-    if float16:  # keep the maps' shape, not their scale: normalise so each map's largest value is 1
-        h = (h / h.flatten(3).amax(-1)[..., None, None].clamp_min(1e-30)).to(torch.float16)
-    with atomic_path(path) as tmp:
-        save_file({HEATMAP_KEY: h, "t": t}, str(tmp), metadata={"pspc_heatmaps": meta_json})
-
-
-LOG8_FLOOR = 1e-5  # values below this fraction of their map's maximum are stored as 0
-
-
-def encode_log8(h: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(codes uint8 [..., R, R], scale float32 [...]): code 0 for h < floor·max, else
-    1 + round(254 · ln(h / (floor·max)) / ln(1/floor)); a relative step of floor^(-1/254) (4.6 %)."""
-    scale = h.flatten(-2).amax(-1).clamp_min(1e-30)
-    rel = h / scale[..., None, None]
-    level = torch.log(rel.clamp_min(LOG8_FLOOR) / LOG8_FLOOR) / -np.log(LOG8_FLOOR)
-    codes = torch.where(rel >= LOG8_FLOOR, 1 + torch.round(254 * level), torch.zeros(()))
-    return codes.clamp(0, 255).to(torch.uint8).numpy(), scale.numpy().astype(np.float32)
-
-
-def decode_log8(codes: np.ndarray, scale: np.ndarray, floor: float = LOG8_FLOOR) -> torch.Tensor:
-    c = torch.from_numpy(np.asarray(codes)).float()
-    values = torch.exp((c - 1) / 254 * -np.log(floor)) * floor
-    return torch.where(c > 0, values, torch.zeros(())) * torch.from_numpy(np.asarray(scale, np.float32))[..., None, None]
-
-
-def load_heatmaps(path) -> tuple[torch.Tensor, dict]:
-    """(heatmaps [L, R, R, R, R] float32, metadata) from a `.safetensors` written by `save_heatmaps` or a
-    `.npy` in the paper's layout."""
-    path = Path(path)
-    if not path.exists():
-        raise ShapeError(f"heatmap file {path} does not exist; compute one with `pspc heatmaps`")
-    if path.suffix == ".npy":
-        try:
-            h = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
-        except (ValueError, OSError):
-            raise ShapeError(f"heatmap file {path} is not a readable .npy file") from None
-        meta = {}
-    elif path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                h = decode_log8(f["codes"], f["scale"], float(f["floor"]))
-                meta = json.loads(str(f["meta"]))
-        except (ValueError, OSError, KeyError):
-            raise ShapeError(f"heatmap file {path} is not a heatmap .npz written by `pspc heatmaps`") from None
-    else:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                h = f.get_tensor(HEATMAP_KEY).float()
-                meta = json.loads((f.metadata() or {}).get("pspc_heatmaps", "{}"))
-        except Exception as exc:
-            raise ShapeError(f"heatmap file {path} is not a heatmap .safetensors file ({type(exc).__name__}); "
-                             "write one with `pspc heatmaps`") from None
-    if h.ndim != 5 or len(set(h.shape[1:])) != 1:
-        raise ShapeError(f"heatmaps in {path} have shape {tuple(h.shape)}; expected [L, R, R, R, R]")
-    return h, meta

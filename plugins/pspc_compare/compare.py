@@ -22,9 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import ShapeError
-from .progress import Progress
-from .resumable import BatchJob
+from pspc_core.runtime.batches import BatchJob
+from pspc_core.runtime.progress import Progress
 
 SOURCES = ("forward", "file", "trajectory")
 
@@ -40,13 +39,16 @@ class LatentSource:
     solver: str = "euler"          # trajectory
 
     def key(self) -> dict:
-        return dict(kind=self.kind, n=self.n, seed=self.seed, solver=self.solver if self.kind == "trajectory" else None,
-                    data=getattr(self.dataset, "source", None), xflip=getattr(self.dataset, "xflip", None))
+        from pspc_core.runtime.fingerprint import dataset_fingerprint
+
+        data = dataset_fingerprint(self.dataset) if self.dataset is not None else None
+        return dict(kind=self.kind, n=self.n, seed=self.seed, data=data,
+                    solver=self.solver if self.kind == "trajectory" else None)
 
 
 def sampling_trajectory(reference: Callable, z0: torch.Tensor, t_grid: torch.Tensor, solver: str) -> torch.Tensor:
     """States z_k at every grid point of the reference's PF-ODE run and its outputs there: [B, L, 2, C, R, R]."""
-    from .sampler import sample
+    from pspc_core.sampler import sample
 
     L = len(t_grid)
     states = [None] * L
@@ -66,7 +68,7 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
     Under torchrun, rank r takes the latent batches b with b % world = r (every unit of them, so that each rank
     reads only its own files) and rank 0 gathers the per-unit sums: it returns the results, the others None.
     """
-    from . import distributed
+    from pspc_core.runtime import distributed
 
     rank, world = distributed.rank_world()
     L, n = len(t_grid), source.n
@@ -86,7 +88,7 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
         traj_job = BatchJob(Path(workdir) / "trajectory", dict(base, role="trajectory"), nb, 1)
 
     def trajectory(b: int) -> np.ndarray:
-        from .latents import gaussian_latents
+        from pspc_core.latents import gaussian_latents
 
         start, stop = ranges[b]
         z0 = gaussian_latents(range(source.seed + start, source.seed + stop), source.shape) * t_grid[0]
@@ -97,7 +99,7 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
         start, stop = ranges[b]
         t = float(t_grid[k])
         if source.kind == "forward":
-            from .latents import forward_process
+            from pspc_core.latents import forward_process
 
             return forward_process(source.dataset, range(source.seed + start, source.seed + stop), t)
         return torch.from_numpy(np.array(source.array[k, start:stop], dtype=np.float32))
@@ -105,7 +107,7 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
     def reference_unit(u: int) -> np.ndarray:
         k, b = divmod(u, nb)
         if traj_job is not None:
-            return np.load(traj_job._batch_path(b, b + 1))[0][:, k].transpose(1, 0, 2, 3, 4)[None]
+            return traj_job.load((b, b + 1))[0][:, k].transpose(1, 0, 2, 3, 4)[None]
         z = latents(k, b).to(device)
         with torch.no_grad():
             ref = reference(z, torch.full((len(z),), float(t_grid[k]), device=device))
@@ -123,7 +125,7 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
 
         def unit(u: int, den=den) -> np.ndarray:
             k, b = divmod(u, nb)
-            z, ref = torch.from_numpy(np.load(ref_job._batch_path(u, u + 1))[0])
+            z, ref = torch.from_numpy(ref_job.load((u, u + 1))[0])
             with torch.no_grad():
                 out = den(z.to(device), torch.full((len(z),), float(t_grid[k]), device=device)).float().cpu()
             diff = (out.double() - ref.double()) ** 2
@@ -140,17 +142,10 @@ def compare(reference: Callable, denoisers: dict[str, Callable], source: LatentS
 
 def _run(job: BatchJob, fn: Callable[[int], np.ndarray], units: list[int], desc: str, progress: bool) -> None:
     """Compute the missing ones of `units` (this rank's share), each kept on disk when done."""
-    job.prepare()
     done = set(job.done())
     todo = [(u, u + 1) for u in units if (u, u + 1) not in done]
-    bar = Progress(len(units), desc, enable=progress, done=len(units) - len(todo))
-    job.run(lambda start, stop: fn(start), ranges=todo, on_batch=lambda *_: bar.advance())
-
-
-def check_file_latents(array: np.ndarray, n_steps: int, shape: tuple) -> None:
-    if array.ndim != 5 or array.shape[0] != n_steps or tuple(array.shape[2:]) != tuple(shape):
-        raise ShapeError(f"--z holds shape {array.shape}; expected [n_steps={n_steps}, N, "
-                         f"{', '.join(map(str, shape))}] (or set --n_steps)")
+    with Progress(len(units), desc, enable=progress, done=len(units) - len(todo)) as bar:
+        job.run(lambda start, stop: fn(start), ranges=todo, on_batch=lambda *_: bar.advance())
 
 
 def format_table(t_grid: torch.Tensor, results: dict[str, np.ndarray]) -> str:
@@ -167,7 +162,7 @@ def format_table(t_grid: torch.Tensor, results: dict[str, np.ndarray]) -> str:
 
 
 def write_csv(path, t_grid: torch.Tensor, results: dict[str, np.ndarray]) -> None:
-    from .atomic import atomic_path
+    from pspc_core.runtime.atomic import atomic_path
 
     names = list(results)
     rows = ["t_idx,t," + ",".join(names)]
