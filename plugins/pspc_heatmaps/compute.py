@@ -20,8 +20,6 @@ by `pspc_patch.heatmap_files`.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
