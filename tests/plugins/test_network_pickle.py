@@ -228,3 +228,28 @@ def test_truncated_safetensors_is_refused(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(UnsafeCheckpointError):
         load_network(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tampered tensor-storage record: one line of our own, never torch's advice to load unsafely.
+
+def storage_tampered(data: bytes, how: str) -> bytes:
+    """`data` with the first tensor storage record changed: its storage class swapped for another global of the
+    same length (pickle lengths stay valid), or its element count raised."""
+    at = data.find(b"ctorch\nFloatStorage\n")
+    if how == "global":
+        return data[:at] + b"cposix\nsystem\n\n\n\n\n\n\n" + data[at + 20:]
+    end = data.find(b"a.", at) + 2  # the key-list pickle ends here; the int64 element count follows
+    count = int.from_bytes(data[end:end + 8], "little")
+    return data[:end] + (count + 5).to_bytes(8, "little") + data[end + 8:]
+
+
+@pytest.mark.parametrize("how, fragment", [("global", "refers to posix.system"), ("count", "is damaged")])
+def test_tampered_storage_record_is_one_line_without_unsafe_advice(tmp_path, how, fragment):
+    data = edm_pickle_bytes(perturbed(SMALL["ncsnpp-ve"]), SMALL["ncsnpp-ve"]["init_kwargs"])
+    path = tmp_path / "tampered.pkl"
+    path.write_bytes(storage_tampered(data, how))
+    message = str(assert_refused(path, str(path), "tensor storage record", fragment))
+    assert "\n" not in message
+    assert "weights_only" not in message and "weights only" not in message.lower()
+    assert "trust" not in message.lower()
