@@ -7,9 +7,11 @@ class as a `torch_utils.persistence._reconstruct_persistent_obj(meta)` reduce ca
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import pickletools
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 import torch
 
 from pspc_core.errors import ParameterError, UnsafeCheckpointError
-from pspc_network import load_network, read_checkpoint, save_safetensors
+from pspc_network import edm_source, load_network, read_checkpoint, save_safetensors
 
 from edm_pickles import SMALL, edm_pickle_bytes, perturbed, write_edm_pickle
 
@@ -253,3 +255,142 @@ def test_tampered_storage_record_is_one_line_without_unsafe_advice(tmp_path, how
     assert "\n" not in message
     assert "weights_only" not in message and "weights only" not in message.lower()
     assert "trust" not in message.lower()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The embedded source: fingerprints and the shipped table.
+
+TOY_V1 = '''"""A toy module (not EDM): what the comparison rules see."""
+import math
+from torch.nn.functional import silu
+
+
+def helper(x, scale=2):
+    """Doubles."""
+    return silu(x) * scale
+
+
+class Used:
+    def forward(self, x):
+        return helper(x) + math.pi
+
+
+class Unused:
+    width = 3
+'''
+
+
+def test_fingerprints_ignore_comments_layout_quotes_and_docstrings():
+    cosmetic = ("# a comment\n'''Another docstring.'''\nimport math\nfrom torch.nn.functional import (silu)\n"
+                "def helper(x,scale = 2):\n    return (silu(x)\n            * scale)  # note\n"
+                "class Used:\n    '''Doc.'''\n    def forward(self,x): return helper(x)+math.pi\n"
+                "class Unused:\n    width = (3)\n")
+    assert edm_source.module_fingerprints(cosmetic) == edm_source.module_fingerprints(TOY_V1)
+    changed = edm_source.module_fingerprints(TOY_V1.replace("scale=2", "scale=3"))["definitions"]
+    original = edm_source.module_fingerprints(TOY_V1)["definitions"]
+    assert [n for n in original if original[n] != changed[n]] == ["helper"]
+
+
+def test_fingerprint_is_pinned_so_a_python_version_that_changes_it_fails_here():
+    # The shipped table was computed with this normalisation; if a Python release dumps syntax trees differently,
+    # this (and every real EDM pickle) would stop matching: this test names the cause.
+    src = ("@decorate(1)\nclass A(B, metaclass=M):\n    x: int = 2\n    def f(self, *a, k=None, **kw):\n"
+           "        return f'{a!r:>3}-{k}_{k}x{k}' + str(-1.5e3) + ''.join([y async for y in z] if k else ())\n")
+    assert edm_source.module_fingerprints(src)["definitions"]["A"] == (
+        "fd186e35aa0f38ee6615a285d6a14a4f19a36a7b65f4e684881beeaff0781799")
+
+
+EDM_NAMES = ("np", "torch", "persistence", "silu", "weight_init", "Linear", "Conv2d", "GroupNorm", "AttentionOp",
+             "UNetBlock", "PositionalEmbedding", "FourierEmbedding", "SongUNet", "DhariwalUNet", "VPPrecond",
+             "VEPrecond", "iDDPMPrecond", "EDMPrecond")  # the top-level names of training/networks.py
+
+
+def test_shipped_table_covers_every_networks_py_of_the_official_history():
+    table = json.loads((Path(edm_source.__file__).parent / edm_source.TABLE_FILE).read_text())
+    assert table["normalisation"] == edm_source.NORMALISATION
+    assert table["repository"] == "https://github.com/NVlabs/edm" and table["ref"] == "main"
+    assert table["head"].startswith("008a4e5")  # the history was walked up to this commit (2024-03-16)
+    assert [v["commit"][:7] for v in table["versions"]] == ["0a2ff34", "b2a26c9"]  # the only two that touch it
+    first, second = (v["definitions"] for v in table["versions"])
+    for defs in (first, second):
+        assert set(EDM_NAMES) <= set(defs)
+        assert all(len(h) == 64 and int(h, 16) >= 0 for h in defs.values())  # hashes only, no code
+    assert [name for name in first if first[name] != second[name]] == ["Conv2d"]  # b2a26c9 fixed fused upsampling
+    assert all(not v["statements"] for v in table["versions"])
+
+
+@pytest.fixture()
+def toy_versions(monkeypatch):
+    """The official table replaced by one toy version (TOY_V1)."""
+    versions = [{"commit": "toyv1aa", "date": "", "commits": [], **edm_source.module_fingerprints(TOY_V1)}]
+    monkeypatch.setattr(edm_source, "official_versions", lambda: versions)
+    return versions
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda s: s, None),
+    (lambda s: s.replace("width = 3", "width = 4"), None),  # not used by the network: not compared
+    (lambda s: s + "\nimport os\n", None),  # binds a name nothing used refers to
+    (lambda s: s.replace("* scale", "* scale * 1.01"), "function helper differs from every official EDM version"),
+    (lambda s: s.replace("from torch.nn.functional import silu", "from torch.nn.functional import gelu as silu"),
+     "import silu differs"),
+    (lambda s: s.replace("math.pi", "math.pi + extra(x)") + "\ndef extra(x):\n    return x\n",
+     "class Used differs"),
+    (lambda s: s + "\nmath.pi = 3\n", "the top-level code at line"),
+    (lambda s: s.replace("class Used:", "class Renamed:"), "does not define class Used"),
+    (lambda s: s + "\nclass Used:\n    pass\n", "binds Used 2 times"),
+    (lambda s: s + "\ndef helper(x):\n    return x\n", "binds helper 2 times"),
+    (lambda s: "def (:", "not Python that parses"),
+])
+def test_compared_are_the_used_classes_what_they_refer_to_and_top_level_code(toy_versions, edit, problem):
+    verdict = edm_source.check_network_source({edit(TOY_V1): ["Used"]})
+    assert verdict.problem is None if problem is None else problem in verdict.problem
+    assert verdict.versions == (("toyv1aa",) if problem is None else ())
+
+
+def test_every_compared_definition_must_come_from_one_version(toy_versions):
+    v2 = TOY_V1.replace("* scale", "* scale * 2").replace("+ math.pi", "- math.pi")
+    toy_versions.append({"commit": "toyv2bb", "date": "", "commits": [], **edm_source.module_fingerprints(v2)})
+    assert edm_source.check_network_source({v2: ["Used"]}).versions == ("toyv2bb",)
+    mixed = TOY_V1.replace("+ math.pi", "- math.pi")  # helper of v1, Used of v2
+    assert "a mix of versions" in edm_source.check_network_source({mixed: ["Used"]}).problem
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The maintainer script regenerates the table from a checkout (here a toy repository: no EDM code in the tests).
+
+def test_fingerprint_script_walks_the_official_branch_and_merges_cosmetic_versions(tmp_path):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "edm_fingerprints.py"
+    spec = importlib.util.spec_from_file_location("edm_fingerprints", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    repo = tmp_path / "edm"
+    (repo / "training").mkdir(parents=True)
+
+    def git(*args):
+        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t"}
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                              env=env).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    commits = []
+    for text in (TOY_V1, "# reformatted\n" + TOY_V1, TOY_V1.replace("* scale", "* scale * 2")):
+        (repo / "training" / "networks.py").write_text(text)
+        git("add", "-A")
+        git("commit", "-q", "-m", "step")
+        commits.append(git("rev-parse", "HEAD"))
+    git("checkout", "-q", "-b", "fork")  # a fork's edit: not on main, not official
+    (repo / "training" / "networks.py").write_text(TOY_V1.replace("width = 3", "width = 5"))
+    git("commit", "-q", "-am", "fork")
+    out = tmp_path / "table.json"
+    assert module.main([str(repo), "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert table["head"] == commits[2]
+    assert [v["commits"] for v in table["versions"]] == [commits[:2], commits[2:]]
+    assert table["versions"][0]["definitions"] == edm_source.module_fingerprints(TOY_V1)["definitions"]
+    assert module.main([str(repo), "--out", str(out), "--check"]) == 0
+    assert module.main([str(repo), "--out", str(out), "--check", "--ref", "fork"]) == 1
