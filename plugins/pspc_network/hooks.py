@@ -17,6 +17,9 @@ def register_denoisers(register):
                   "(official no-label behaviour); an unconditional net accepts no index"),
             Param("force_fp32", "bool", False, "run in float32 even where the checkpoint asks for fp16 on CUDA"),
             Param("label_seed", "int", 0, "seed of the 'random' class labels"),
+            Param("allow_modified_source", "bool", False,
+                  "load an EDM .pkl whose embedded network source is not that of an official EDM version, as "
+                  "official EDM (the modification is ignored, never run; refused by default)"),
         ],
         factory="pspc_network.denoiser:NetworkDenoiser",
     )

@@ -213,6 +213,20 @@ def load_edm_pickle(data: bytes, name: str = "checkpoint") -> dict:
     return obj
 
 
+def persistent_records(record, seen: set | None = None):
+    """Every PersistentRecord of the tree under `record` (itself included), each once, parents first."""
+    seen = set() if seen is None else seen
+    if id(record) in seen:
+        return
+    seen.add(id(record))
+    if isinstance(record, PersistentRecord):
+        yield record
+    modules = record.state.get("_modules") if isinstance(record, (PersistentRecord, ModuleDictRecord)) else None
+    for child in (modules.values() if isinstance(modules, dict) else ()):
+        if isinstance(child, (PersistentRecord, ModuleDictRecord)):
+            yield from persistent_records(child, seen)
+
+
 def state_dict_of(record, prefix: str = "", out: OrderedDict | None = None) -> OrderedDict:
     """The state_dict the record tree describes, in `nn.Module.state_dict()` order and naming (§2.6 step 3)."""
     out = OrderedDict() if out is None else out

@@ -1,8 +1,10 @@
-"""Reading EDM network pickles without running them: the official layout loads, anything else is refused.
+"""Reading EDM network pickles without running them: the official layout loads, anything else is refused, and so
+is a network whose embedded source is not that of an official EDM version (unless allow_modified_source).
 
-The pickles here are written by the tests themselves in the official layout (EDM_FORMAT.md §2): every network
-class as a `torch_utils.persistence._reconstruct_persistent_obj(meta)` reduce carrying module source text,
-`torch.nn.ModuleDict` containers, tensors through `torch.storage._load_from_bytes`, numpy scalars.
+The pickles here are written by the tests themselves in the official layout: every network class as a
+`torch_utils.persistence._reconstruct_persistent_obj(meta)` reduce carrying module source text, `torch.nn.ModuleDict`
+containers, tensors through `torch.storage._load_from_bytes`, numpy scalars. Their source is a stand-in that
+edm_pickles counts as one more official version (it contains no EDM code, so no real fingerprint matches it).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import pytest
 import torch
 
 from pspc_core.errors import ParameterError, UnsafeCheckpointError
-from pspc_network import edm_source, load_network, read_checkpoint, save_safetensors
+from pspc_network import convert, edm_source, load_network, read_checkpoint, save_safetensors
 
-from edm_pickles import SMALL, edm_pickle_bytes, perturbed, write_edm_pickle
+from edm_pickles import SMALL, STAND_IN_SRC, edm_pickle_bytes, perturbed, write_edm_pickle
 
 def pickle_globals(data: bytes) -> set[str]:
     """Every 'module.name' a pickle (protocol 2-4) refers to, following memoized strings."""
@@ -72,7 +74,7 @@ def test_official_layout_pickle_loads_the_same_network(tmp_path, name):
     loaded = load_network(path)
     assert type(loaded) is type(net)
     got, want = loaded.state_dict(), net.state_dict()
-    assert list(read_checkpoint(path)[1]) == list(want)  # flattened in state_dict() order (§2.6 step 3)
+    assert list(read_checkpoint(path)[1]) == list(want)  # flattened in state_dict() order
     for key, value in want.items():
         assert torch.equal(got[key], value), key
     g = torch.Generator().manual_seed(1)
@@ -96,7 +98,9 @@ def test_module_source_is_never_executed(tmp_path):
     src = f"open({str(marker)!r}, 'w').write('module_src ran')\n\nclass EDMPrecond:\n    pass\n"
     path = tmp_path / "net.pkl"
     write_edm_pickle(path, SMALL["ncsnpp-ve"], module_src=src)
-    net = load_network(path)
+    with pytest.raises(UnsafeCheckpointError, match="saved from a modified EDM"):
+        load_network(path)  # the source is not official: refused (only parsed, never run)
+    net = load_network(path, allow_modified_source=True)
     assert net.img_resolution == 16
     assert not marker.exists()
     exec(compile(src, "<module_src>", "exec"), {})  # what the official reader does: the file would appear
@@ -394,3 +398,114 @@ def test_fingerprint_script_walks_the_official_branch_and_merges_cosmetic_versio
     assert table["versions"][0]["definitions"] == edm_source.module_fingerprints(TOY_V1)["definitions"]
     assert module.main([str(repo), "--out", str(out), "--check"]) == 0
     assert module.main([str(repo), "--out", str(out), "--check", "--ref", "fork"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pickles saved from a modified EDM: refused in one line naming the definition, loaded when allowed.
+
+def edited_stand_in(name: str, body: str = "    scale = 2") -> str:
+    return STAND_IN_SRC.replace(f"class {name}:\n    pass\n", f"class {name}:\n{body}\n")
+
+
+def test_stand_in_with_cosmetic_edits_loads(tmp_path):
+    path = tmp_path / "net.pkl"
+    src = "# saved on another machine\n" + STAND_IN_SRC.replace("class UNetBlock:\n    pass",
+                                                                 "class UNetBlock:  # the block\n    '''Doc.'''\n\n    pass")
+    write_edm_pickle(path, SMALL["ddpmpp-edm-cond"], module_src=src)
+    assert load_network(path).img_resolution == 16
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_pickle_with_an_edited_class_is_refused_naming_it_and_loads_when_allowed(tmp_path, name):
+    path = tmp_path / "modified.pkl"
+    net = write_edm_pickle(path, SMALL[name], module_src=edited_stand_in("UNetBlock"))
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_network(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (f"{path} was saved from a modified EDM: class UNetBlock differs from every official EDM "
+                       "version (NVlabs/edm 0a2ff34, b2a26c9, standin), and pspc computes official EDM; to load it "
+                       "as official EDM anyway, pass allow_modified_source=true (pspc convert: --allow_modified_source)")
+    assert "exec" not in message and "trust" not in message
+    loaded = load_network(path, allow_modified_source=True)
+    x = torch.randn(2, net.img_channels, 16, 16)
+    assert torch.equal(loaded(x, torch.tensor([0.3, 7.0])), net(x, torch.tensor([0.3, 7.0])))
+
+
+def test_edit_in_a_class_the_network_does_not_use_is_ignored(tmp_path):
+    path = tmp_path / "net.pkl"
+    write_edm_pickle(path, SMALL["ncsnpp-ve"], module_src=edited_stand_in("DhariwalUNet"))  # a SongUNet network
+    assert load_network(path).img_resolution == 16
+    write_edm_pickle(path, SMALL["adm-iddpm"], module_src=edited_stand_in("DhariwalUNet"))
+    with pytest.raises(UnsafeCheckpointError, match="class DhariwalUNet differs"):
+        load_network(path)
+
+
+def test_network_denoiser_takes_allow_modified_source(tmp_path):
+    from pspc_core import create_denoiser
+
+    path = tmp_path / "modified.pkl"
+    write_edm_pickle(path, SMALL["ncsnpp-ve"], module_src=edited_stand_in("SongUNet"))
+    with pytest.raises(UnsafeCheckpointError, match="class SongUNet differs"):
+        create_denoiser("network", checkpoint=str(path))
+    den = create_denoiser("network", checkpoint=str(path), allow_modified_source="true")
+    assert den.resolution == 16
+
+
+def test_convert_refuses_a_modified_source_and_records_an_allowed_one(tmp_path):
+    from safetensors import safe_open
+
+    pkl, out = tmp_path / "modified.pkl", tmp_path / "net.safetensors"
+    net = write_edm_pickle(pkl, SMALL["skip-vp"], module_src=edited_stand_in("Conv2d"))
+    with pytest.raises(UnsafeCheckpointError, match="class Conv2d differs"):
+        convert(pkl, out)
+    assert not out.exists()
+    convert(pkl, out, allow_modified_source=True)
+    with safe_open(out, "pt") as f:
+        source = json.loads(f.metadata()["pspc_edm_source"])
+    assert source["official"] is False and "class Conv2d differs" in source["problem"]
+    with pytest.raises(UnsafeCheckpointError) as info:  # the verdict travels with the converted file
+        load_network(out)
+    assert str(info.value).startswith(f"{out} was converted from a network saved from a modified EDM: ")
+    assert "class Conv2d differs" in str(info.value) and "allow_modified_source=true" in str(info.value)
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(load_network(out, allow_modified_source=True)(x, torch.tensor([0.3, 7.0])),
+                       net(x, torch.tensor([0.3, 7.0])))
+
+
+def test_convert_of_an_official_source_records_the_versions_it_matches(tmp_path):
+    from safetensors import safe_open
+
+    pkl, out = tmp_path / "net.pkl", tmp_path / "net.safetensors"
+    write_edm_pickle(pkl, SMALL["ncsnpp-ve"])
+    convert(pkl, out)
+    with safe_open(out, "pt") as f:
+        assert json.loads(f.metadata()["pspc_edm_source"]) == {"official": True, "versions": ["standin"]}
+    assert load_network(out).img_resolution == 16
+
+
+def test_cli_refuses_a_modified_source_in_one_line_and_loads_it_when_allowed(capsys, tmp_path):
+    import numpy as np
+    from helpers import assert_one_line_error, pspc
+
+    pkl = tmp_path / "modified.pkl"
+    write_edm_pickle(pkl, SMALL["ncsnpp-ve"], module_src=edited_stand_in("UNetBlock"))
+    np.save(tmp_path / "z.npy", torch.randn(18, 1, 3, 16, 16).numpy())
+    args = ["denoise", "-d", "network", "-p", f"checkpoint={pkl}", "--t_idx", 10, "--z", tmp_path / "z.npy",
+            "--outdir", tmp_path / "out", "--quiet", "--device", "cpu"]
+    code, _, err = pspc(capsys, *args)
+    assert_one_line_error(code, err, "saved from a modified EDM", "class UNetBlock", "allow_modified_source=true")
+    code, _, err = pspc(capsys, *args, "-p", "allow_modified_source=true")
+    assert code == 0, err
+
+
+def test_safetensors_with_malformed_source_metadata_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "net.safetensors"
+    save_safetensors(SMALL["ncsnpp-ve"], perturbed(SMALL["ncsnpp-ve"]).state_dict(), path)
+    weights = read_checkpoint(path)[1]
+    config = json.dumps(SMALL["ncsnpp-ve"])
+    save_file(dict(weights), path, metadata={"pspc_config": config, "pspc_edm_source": "official"})
+    with pytest.raises(UnsafeCheckpointError, match="pspc_edm_source"):
+        load_network(path)
