@@ -2,7 +2,7 @@
 
 The description is the top-level preconditioner's constructor call exactly as the official pickle records it
 (`_init_kwargs`: only the arguments that were passed); the constructor signatures supply the rest, as the
-official code's own defaults would (EDM_FORMAT.md §5). It is plain JSON, stored as the `pspc_config`
+official code's own defaults would. It is plain JSON, stored as the `pspc_config`
 metadata of our `.safetensors` files.
 """
 

@@ -3,7 +3,7 @@
 Blocks use adaptive scale/shift, 64 channels per attention head (so a level with fewer than 64 channels has no
 attention layers even where attention is asked for), and resampling skips without a projection. The class
 embedding is added after the second mapping layer, without the √label_dim scaling SongUNet applies.
-Layer names follow the official code (EDM_FORMAT.md §3.3).
+Layer names follow the official `DhariwalUNet`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The leaf layers of the EDM networks: Linear, Conv2d (with FIR resampling), GroupNorm, noise embeddings.
 
 Names and parameter layout follow the official `training/networks.py` so that an official `state_dict` loads
-with strict checking (EDM_FORMAT.md §3.1). Every layer casts its weights to the dtype of its input: a network
+with strict checking. Every layer casts its weights to the dtype of its input: a network
 keeps float32 weights and runs in float16 only when the preconditioner feeds it float16 (EDM's `use_fp16`).
 Weights are placeholders (a scaled normal draw) until a checkpoint is loaded; this module trains nothing.
 """

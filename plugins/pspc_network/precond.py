@@ -3,7 +3,7 @@
 EDMPrecond is Karras et al. (2022) Table 1's own choice; VPPrecond, VEPrecond and iDDPMPrecond express the
 DDPM++ (VP), NCSN++ (VE) and improved-DDPM (ADM) formulations in the same form. Each owns the inner network
 F as `model`, so every weight lives under `model.` in the state_dict (iDDPMPrecond adds its buffer `u`).
-Formulas and defaults: EDM_FORMAT.md §4.1 and §5.
+Formulas and constructor defaults are those of EDM's `training/networks.py`.
 """
 
 from __future__ import annotations

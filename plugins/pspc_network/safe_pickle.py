@@ -2,9 +2,11 @@
 
 The official reader `exec`s the Python source embedded in every persistent object (`module_src`) and lets
 pickle call whatever globals the file names. Here a restricted unpickler resolves only the handful of globals
-such pickles use (EDM_FORMAT.md §2.5), each to an inert replacement: a persistent object becomes a
-:class:`PersistentRecord` (class name, version, state; the source is kept as text, never compiled), a
-`torch.nn.ModuleDict` a :class:`ModuleDictRecord`, tensors are rebuilt by torch's weights-only loader.
+such pickles use (:data:`ALLOWED`), each to an inert replacement: a persistent object becomes a
+:class:`PersistentRecord` (class name, version, state; the source is kept as text, never compiled, and
+`edm_source` checks it against the official EDM versions), a `torch.nn.ModuleDict` a :class:`ModuleDictRecord`;
+tensors are rebuilt by torch's weights-only loader once the header of their storage record has passed a restricted
+unpickler of our own (so a tampered record is refused in one line, never with torch's advice to load unsafely).
 Any other global refuses the file with :class:`UnsafeCheckpointError` before anything it names is called.
 """
 
@@ -228,7 +230,7 @@ def persistent_records(record, seen: set | None = None):
 
 
 def state_dict_of(record, prefix: str = "", out: OrderedDict | None = None) -> OrderedDict:
-    """The state_dict the record tree describes, in `nn.Module.state_dict()` order and naming (§2.6 step 3)."""
+    """The state_dict the record tree describes, in `nn.Module.state_dict()` order and naming."""
     out = OrderedDict() if out is None else out
     state = record.state
     params, buffers, modules = (state.get(k, {}) for k in ("_parameters", "_buffers", "_modules"))

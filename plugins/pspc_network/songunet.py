@@ -2,7 +2,7 @@
 
 DDPM++: positional noise embedding, standard encoder and decoder, box resampling filter [1,1].
 NCSN++: Fourier noise embedding, residual encoder, filter [1,3,3,1]. The `skip` encoder and decoder variants
-(progressive input/output paths) are supported too. Layer names follow the official code (EDM_FORMAT.md §3.2):
+(progressive input/output paths) are supported too. Layer names follow the official `SongUNet`:
 the output is the `aux_conv` path; there is no separate output layer.
 """
 

@@ -3,7 +3,7 @@
 h = conv0(silu(norm0(x))); the embedding enters through `affine`, either as a bias (h = silu(norm1(h + p))) or,
 with `adaptive_scale` (ADM), as scale and shift (h = silu(shift + norm1(h)·(1 + scale))); then
 h = conv1(dropout(h)) and x ← (h + skip(x)) · skip_scale. Attention, when the block has heads, adds
-proj(attention(norm2(x))) and rescales by skip_scale again (EDM_FORMAT.md §4.2).
+proj(attention(norm2(x))) and rescales by skip_scale again (as EDM's `UNetBlock`).
 """
 
 from __future__ import annotations
