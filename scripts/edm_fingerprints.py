@@ -33,7 +33,12 @@ def build_table(checkout: Path, ref: str = "main") -> dict:
     log = git(checkout, "log", "--reverse", "--format=%H %as", head, "--", edm_source.MODULE).split("\n")
     versions = []
     for commit, date in (line.split() for line in log if line.strip()):
-        fingerprints = edm_source.module_fingerprints(git(checkout, "show", f"{commit}:{edm_source.MODULE}"))
+        try:
+            fingerprints = edm_source.module_fingerprints(git(checkout, "show", f"{commit}:{edm_source.MODULE}"))
+        except SyntaxError as exc:  # such a version never ran, so no pickle can carry it
+            print(f"skipped {commit[:7]}: its {edm_source.MODULE} does not parse ({exc.msg}, line {exc.lineno})",
+                  file=sys.stderr)
+            continue
         same = next((v for v in versions if v["definitions"] == fingerprints["definitions"]
                      and v["statements"] == fingerprints["statements"]), None)
         if same:

@@ -19,7 +19,8 @@ name (it would run when the official reader loads the module). All of them must 
 version. Definitions the network does not reach (DhariwalUNet in a DDPM++ network, a class someone added and did not
 use) are not compared: they cannot change what this network computes, unless they run code when the module loads,
 which no official version does. Ignoring them also keeps a released pickle loadable whose embedded source was an
-unpublished variant differing only in parts the network does not use.
+unpublished variant differing only in parts the network does not use. The other objects of a training snapshot
+(`loss_fn`, `augment_pipe`, from `training/loss.py` and `training/augment.py`) are never used here and not compared.
 """
 
 from __future__ import annotations
