@@ -6,6 +6,9 @@ Python API (imports torch on first use only, so that `pspc_network.hooks` stays 
     net = load_network("edm-cifar10-32x32-uncond-vp.pkl")    # or a .safetensors written by convert()
     d = net(x, sigma)                                         # D(x; σ), as the official module
     convert("edm-cifar10-32x32-uncond-vp.pkl", "cifar10-uncond-vp.safetensors")
+
+A pickle saved from a modified EDM (embedded source unlike every official EDM version) is refused; pass
+`allow_modified_source=True` to `load_network` / `convert` to read it as official EDM anyway.
 """
 
 _LAZY = {

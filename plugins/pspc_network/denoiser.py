@@ -3,6 +3,9 @@
 Conditional networks need a class label per latent: a fixed index, `random` (one class per batch position,
 drawn from `label_seed` so that every call of a sampling run conditions latent i on the same class), or
 `none` (the official behaviour without labels: an all-zero label row).
+
+A checkpoint saved from a modified EDM (its embedded network source is not that of an official EDM version) is
+refused unless `allow_modified_source`: pspc computes official EDM, not the modified function.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from .checkpoint import load_network
 
 class NetworkDenoiser(Denoiser):
     def __init__(self, checkpoint: str | os.PathLike | None = None, class_label="random", force_fp32: bool = False,
-                 label_seed: int = 0, network: torch.nn.Module | None = None):
+                 label_seed: int = 0, allow_modified_source: bool = False, network: torch.nn.Module | None = None):
         if checkpoint is not None and network is not None:
             raise ParameterError("give one of checkpoint (a file) and network (a loaded module), not both")
         if checkpoint is None and network is None:
             raise ParameterError("network needs a checkpoint: pass -p checkpoint=PATH (an EDM .pkl or a pspc "
                                  ".safetensors) or --network-pkl PATH")
-        self.net = load_network(checkpoint) if network is None else network.eval().requires_grad_(False)
+        if network is None:
+            self.net = load_network(checkpoint, allow_modified_source=bool(allow_modified_source))
+        else:
+            self.net = network.eval().requires_grad_(False)
         self.resolution = int(self.net.img_resolution)
         self.channels = int(self.net.img_channels)
         self.label_dim = int(self.net.label_dim)

@@ -19,6 +19,9 @@ def register_denoisers(register):
                   "from label_seed) or 'none' (official no-label behaviour); unconditional nets take no index"),
             Param("force_fp32", "bool", False, "run in float32 even where the checkpoint asks for fp16 on CUDA"),
             Param("label_seed", "int", 0, "seed of the 'random' class labels"),
+            Param("allow_modified_source", "bool", False,
+                  "load an EDM .pkl whose embedded network source is not that of an official EDM version, as "
+                  "official EDM (the modification is ignored, never run; refused by default)"),
         ],
         factory="pspc_network.denoiser:NetworkDenoiser",
     )

@@ -2,9 +2,11 @@
 
 The official reader `exec`s the Python source embedded in every persistent object (`module_src`) and lets
 pickle call whatever globals the file names. Here a restricted unpickler resolves only the handful of globals
-such pickles use (docs/edm-networks.md, "Pickles"), each to an inert replacement: a persistent object becomes a
-:class:`PersistentRecord` (class name, version, state; the source is kept as text, never compiled), a
-`torch.nn.ModuleDict` a :class:`ModuleDictRecord`, tensors are rebuilt by torch's weights-only loader.
+such pickles use (:data:`ALLOWED`; docs/edm-networks.md, "Pickles"), each to an inert replacement: a persistent object becomes a
+:class:`PersistentRecord` (class name, version, state; the source is kept as text, never compiled, and
+`edm_source` checks it against the official EDM versions), a `torch.nn.ModuleDict` a :class:`ModuleDictRecord`;
+tensors are rebuilt by torch's weights-only loader once the header of their storage record has passed a restricted
+unpickler of our own (so a tampered record is refused in one line, never with torch's advice to load unsafely).
 Any other global refuses the file with :class:`UnsafeCheckpointError` before anything it names is called.
 """
 
@@ -70,16 +72,57 @@ def _reconstruct_persistent_obj(meta):
     return PersistentRecord(class_name, meta["version"], state, src)
 
 
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (non-zip) torch.save stream
+STORAGE_TYPES = {f"{t}Storage" for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte",
+                                         "Bool")}
+
+
+class _StorageHeaderUnpickler(pickle.Unpickler):
+    """Reads the small pickles that precede a storage's raw data, resolving only `torch.<Type>Storage` names."""
+
+    def find_class(self, module: str, name: str):
+        if module == "torch" and name in STORAGE_TYPES:
+            return name  # a placeholder: only the name is needed to check the record
+        raise UnsafeCheckpointError(
+            f"a tensor storage record refers to {module}.{name}, which a plain tensor storage never contains"
+        )
+
+    def persistent_load(self, pid):
+        return pid
+
+
+def _check_storage_header(blob: bytes) -> None:
+    """Refuse, in one line of our own, a storage record whose header is not that of a plain legacy storage stream:
+    magic number, protocol version, system info, the storage reference, the key list (EDM writes exactly these)."""
+    stream = io.BytesIO(blob)
+    try:
+        if _StorageHeaderUnpickler(stream).load() != LEGACY_MAGIC:
+            raise UnsafeCheckpointError("a tensor storage record does not start with torch's storage header")
+        for _ in range(4):
+            _StorageHeaderUnpickler(stream).load()
+    except UnsafeCheckpointError:
+        raise
+    except Exception as exc:
+        raise UnsafeCheckpointError(
+            f"a tensor storage record is damaged: its header is not a complete pickle ({type(exc).__name__})"
+        ) from None
+
+
 def _storage_from_bytes(blob):
-    """`torch.storage._load_from_bytes`, but through torch's weights-only loader."""
+    """`torch.storage._load_from_bytes`, but through torch's weights-only loader after our own header check.
+
+    torch's own refusals span several lines and recommend loading unsafely; none of their text is passed on."""
     if not isinstance(blob, (bytes, bytearray)):
         raise UnsafeCheckpointError("a tensor storage is not a byte string")
+    _check_storage_header(bytes(blob))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TypedStorage deprecation notices
             storage = torch.load(io.BytesIO(bytes(blob)), weights_only=True, map_location="cpu")
     except Exception as exc:
-        raise UnsafeCheckpointError(f"a tensor storage could not be read safely ({type(exc).__name__}: {exc})") from None
+        raise UnsafeCheckpointError(
+            f"a tensor storage record is damaged: torch could not rebuild a plain storage from it ({type(exc).__name__})"
+        ) from None
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise UnsafeCheckpointError(f"a tensor storage blob holds a {type(storage).__name__}, not a storage")
     return storage
@@ -172,8 +215,22 @@ def load_edm_pickle(data: bytes, name: str = "checkpoint") -> dict:
     return obj
 
 
+def persistent_records(record, seen: set | None = None):
+    """Every PersistentRecord of the tree under `record` (itself included), each once, parents first."""
+    seen = set() if seen is None else seen
+    if id(record) in seen:
+        return
+    seen.add(id(record))
+    if isinstance(record, PersistentRecord):
+        yield record
+    modules = record.state.get("_modules") if isinstance(record, (PersistentRecord, ModuleDictRecord)) else None
+    for child in (modules.values() if isinstance(modules, dict) else ()):
+        if isinstance(child, (PersistentRecord, ModuleDictRecord)):
+            yield from persistent_records(child, seen)
+
+
 def state_dict_of(record, prefix: str = "", out: OrderedDict | None = None) -> OrderedDict:
-    """The state_dict the record tree describes, in `nn.Module.state_dict()` order and naming (§2.6 step 3)."""
+    """The state_dict the record tree describes, in `nn.Module.state_dict()` order and naming."""
     out = OrderedDict() if out is None else out
     state = record.state
     params, buffers, modules = (state.get(k, {}) for k in ("_parameters", "_buffers", "_modules"))
