@@ -1,6 +1,6 @@
 """Registers `pspc_sq` and `pspc_flex`. Imports nothing heavy: the implementation loads when a denoiser is created."""
 
-from pspc_core import REQUIRED, Param, hookimpl
+from pspc_core import REQUIRED, Param, Scale, hookimpl
 
 from .chunking import DEFAULT_CHUNK
 
@@ -29,6 +29,7 @@ def register_denoisers(register):
             *_GRID,
         ],
         factory="pspc_patch.square:PSPCSquare",
+        scale=Scale("patch_sizes", "pspc_patch.calibration:square_candidates"),
     )
     register(
         "pspc_flex",
@@ -44,4 +45,5 @@ def register_denoisers(register):
             *_GRID,
         ],
         factory="pspc_patch.flex:PSPCFlex",
+        scale=Scale("thresholds", "pspc_patch.calibration:flex_candidates"),
     )
