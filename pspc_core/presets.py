@@ -13,6 +13,7 @@ Format::
     denoiser = "pspc_sq"
     summary = "one line"
     params = { patch_sizes = [32, 32, 23] }
+    calibration = { seeds = [100000, 100032], ... }   # written by `pspc calibrate`: what it was fitted on
 
 A user's file (``--registry PATH`` or ``PSPC_REGISTRY``) has the same form; its entries override the project's.
 The project's file is the repository's top-level ``registry.toml``, installed inside this package (a wheel
@@ -42,6 +43,7 @@ class Preset:
     denoiser: str
     params: dict = field(default_factory=dict)
     summary: str = ""
+    calibration: dict = field(default_factory=dict)  # how `pspc calibrate` fitted it (its latents' seeds, ...)
 
 
 @dataclass
@@ -92,7 +94,8 @@ def load_registry(extra: str | os.PathLike | None = None) -> RegistryFile:
                 raise PspcError(f"preset {name!r} in {path} has no 'denoiser' name; add one")
             if not isinstance(entry.get("params", {}), dict):
                 raise PspcError(f"preset {name!r} in {path}: params must be a table, e.g. params = {{ rank = 64 }}")
-            out.presets[name] = Preset(name, entry["denoiser"], dict(entry.get("params", {})), entry.get("summary", ""))
+            out.presets[name] = Preset(name, entry["denoiser"], dict(entry.get("params", {})), entry.get("summary", ""),
+                                       dict(entry.get("calibration", {})))
     return out
 
 

@@ -56,3 +56,14 @@ def sample(denoiser: Callable, z_init: torch.Tensor, n_steps: int = 18, solver: 
             d_pred = to_d(z_pred, denoised_pred, t_next)
             z = z + (t_next - t) * (0.5 * (d + d_pred))  # apply 2nd order correction
     return z
+
+
+def schedule_for(denoiser, n_steps: int = 18, t_min: float = 0.002, t_max: float = 80.0, rho: float = 7.0,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The EDM grid a sampler uses with `denoiser`, as EDM's generate.py builds it: t_min and t_max clipped to the
+    noise levels the denoiser supports (`sigma_min`, `sigma_max`, where it has them) and every level rounded as
+    it rounds σ (`round_sigma`: only iDDPM networks round)."""
+    t_min = max(t_min, getattr(denoiser, "sigma_min", 0.0))
+    t_max = min(t_max, getattr(denoiser, "sigma_max", float("inf")))
+    t_steps = edm_schedule(n_steps, t_min, t_max, rho, dtype=dtype)
+    return denoiser.round_sigma(t_steps) if hasattr(denoiser, "round_sigma") else t_steps

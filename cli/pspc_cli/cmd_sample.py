@@ -35,6 +35,7 @@ def sample(
     import torch
 
     from pspc_core import sample as pf_ode_sample
+    from pspc_core.sampler import schedule_for
     from pspc_core.latents import gaussian_latents, load_z_init
     from pspc_core.runtime.atomic import ensure_space
     from pspc_core.runtime.batches import run_in_batches
@@ -55,7 +56,7 @@ def sample(
             z0 = load_z_init(z_init, shape) if z_init is not None else None
             n = len(z0) if z0 is not None else opts.n_samples
             ensure_space(opts.outdir, 2 * n * 4 * int(np.prod(shape)), f"{n} samples")
-            t_steps = _schedule_for(built.denoiser, opts, dtype)
+            t_steps = schedule_for(built.denoiser, opts.n_steps, opts.t_min, opts.t_max, opts.rho, dtype)
 
             def compute(start: int, stop: int) -> np.ndarray:
                 z = (z0[start:stop] if z0 is not None else
@@ -76,17 +77,6 @@ def sample(
                        f"{opts.outdir / (stem + '.npy')}")
             if data is not None:
                 _report_nearest(samples, data, built.label, opts.outdir, save_nearest)
-
-
-def _schedule_for(den, opts: RunOptions, dtype):
-    """The EDM grid, limited to the noise levels a network supports and rounded as it rounds σ (EDM's generate.py)."""
-    from pspc_core import edm_schedule
-
-    opts.grid()
-    t_min = max(opts.t_min, getattr(den, "sigma_min", 0.0))
-    t_max = min(opts.t_max, getattr(den, "sigma_max", float("inf")))
-    t_steps = edm_schedule(opts.n_steps, t_min, t_max, opts.rho, dtype=dtype)
-    return den.round_sigma(t_steps) if hasattr(den, "round_sigma") else t_steps
 
 
 def _report_nearest(samples, data, label: str, outdir: Path, save_images: bool) -> None:

@@ -87,3 +87,41 @@ def line_plot(path, x, series: dict[str, np.ndarray], title: str = "", xlabel: s
     img.paste(label.rotate(90, expand=True), (8, top))
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
+
+
+def score_map(path, t: list[float], values: list, scores: np.ndarray, best: np.ndarray, title: str = "",
+              cell: int = 28) -> None:
+    """A calibration's scores as a map: one row per noise level t (largest on top), one column per candidate,
+    each row shaded from its best candidate (dark) to its worst (white) on a log scale of the relative gap, the
+    chosen candidate ringed. Saved as PNG at `path` (atomically)."""
+    from PIL import Image, ImageDraw
+
+    L, V = scores.shape
+    top, bottom = 46, 64
+    left = max(90, (720 - V * cell) // 2)
+    W, H = 2 * left + V * cell, top + L * cell + bottom
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    font, small = _font(14), _font(11)
+    for k in range(L):
+        row = np.asarray(scores[k], dtype=np.float64)
+        gap = np.abs(row - row[best[k]])
+        span = gap.max()
+        for j in range(V):
+            level = math.log1p(gap[j] / span * 99) / math.log(100) if span > 0 else 0.0
+            shade = tuple(int(c + (255 - c) * level) for c in (31, 80, 160))
+            x, y = left + j * cell, top + k * cell
+            d.rectangle([x, y, x + cell - 1, y + cell - 1], fill=shade)
+        x, y = left + int(best[k]) * cell, top + k * cell
+        d.ellipse([x + 4, y + 4, x + cell - 5, y + cell - 5], outline=(214, 39, 40), width=3)
+        d.text((left - 6, top + k * cell + cell / 2), f"{t[k]:.3g}", fill="black", font=small, anchor="rm")
+    d.rectangle([left - 1, top - 1, left + V * cell, top + L * cell], outline=(120, 120, 120))
+    step = max(1, math.ceil(V / 16))
+    for j in range(0, V, step):
+        d.text((left + j * cell + cell / 2, top + L * cell + 6), str(values[j]), fill="black", font=small, anchor="ma")
+    d.text((W / 2, 14), title, fill="black", font=font, anchor="ma")
+    d.text((left + V * cell / 2, H - 22), "candidate (chosen: ringed; darker: nearer the best)", fill="black",
+           font=small, anchor="ma")
+    d.text((left - 30, top - 20), "t", fill="black", font=font)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

@@ -27,6 +27,7 @@ class Choice:
     label: str
     denoiser: str
     params: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # a calibrated preset's record (its latents)
 
 
 def choose(denoisers: list[str] | None, presets: list[str] | None, params: list[str] | None,
@@ -68,7 +69,7 @@ def choose(denoisers: list[str] | None, presets: list[str] | None, params: list[
 
 def _preset_choice(name: str, registry) -> Choice:
     preset = get_preset(name, registry)
-    return Choice(preset.name, preset.denoiser, dict(preset.params))
+    return Choice(preset.name, preset.denoiser, dict(preset.params), dict(preset.calibration))
 
 
 def _alias(reg, option: str) -> tuple[str, str]:

@@ -35,6 +35,8 @@ def pspc(args, nproc=1, **popen):
      "compare.csv"),
     (["compare", "-r", "gaussian", "-d", "empirical", "--latents", "trajectory", "--n_samples", 3, "--batch", 1,
       "--n_steps", 4], "compare.csv"),
+    (["calibrate", "-r", "gaussian", "-d", "pspc_sq", "--candidates", "2,3,5", "--n_samples", 5, "--batch", 2,
+      "--n_steps", 3], "calibration.csv"),
     (["heatmaps", "-d", "gaussian", "-p", "rank=10", "--n_latents", 2, "--n_steps", 3], "gaussian_heatmaps.safetensors"),
 ])
 def test_two_ranks_write_the_same_bytes_as_one_process(tmp_path, args, output):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pspc_core import create_denoiser, edm_schedule
-from pspc_compare.compare import LatentSource, compare, format_table, sampling_trajectory, write_csv
+from pspc_compare.report import format_table, write_csv
+from pspc_compare.study import LatentSource, compare, sampling_trajectory
 from pspc_compare.plot import PALETTE, line_plot
 from helpers import assert_one_line_error, pspc
 

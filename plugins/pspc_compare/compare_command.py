@@ -32,14 +32,20 @@ def compare(
     reference: Annotated[str, typer.Option("--reference", "-r", help="reference denoiser or preset")] = DEFAULT_REFERENCE,
     latents: Annotated[Latents, typer.Option("--latents", help="forward process from the data, or the reference's own sampling trajectory")] = Latents.forward,
     z: Annotated[Optional[Path], typer.Option("--z", help=".npy latents [n_steps, N, C, R, R] (row k at t_k), as the paper ships")] = None,
-    solver: Annotated[Solver, typer.Option("--solver", help="PF-ODE solver of --latents trajectory")] = Solver.euler,
+    solver: Annotated[Solver, typer.Option("--solver", help="PF-ODE solver of --latents trajectory and --samples")] = Solver.euler,
+    samples: Annotated[bool, typer.Option("--samples", help="compare the samples each denoiser draws from the same initial latents instead")] = False,
 ) -> None:
     """MSE of each denoiser against the reference at every point of an EDM grid, on the same latents.
 
     Denoisers: -d (default empirical,gaussian,pspc_sq,pspc_flex) and --preset; -p LABEL.KEY=VALUE sets one's
     parameter (the reference's too). Prints a table (smallest MSE per row marked *), writes compare.csv and
     compare.png (MSE against t, log axes). On the built-in data the reference defaults to the shipped network and
-    pspc_flex to its shipped heatmaps. Finished work is kept: rerun the same command after an interruption.
+    pspc_flex to its shipped heatmaps. A calibrated preset is never evaluated on its own calibration latents.
+
+    --samples: every denoiser samples from the same initial latents (--solver, the grid) as the reference;
+    prints per denoiser the MSE and r² of its samples against the reference's and their distance to the nearest
+    training image; writes samples.csv, samples.png (one row per denoiser, the reference on top) and the samples.
+    Finished work is kept: rerun the same command after an interruption.
     """
     import shutil
 
@@ -49,7 +55,8 @@ def compare(
     from pspc_core.runtime.lock import output_lock
     from pspc_core.runtime.setup import build, choose
 
-    from .compare import LatentSource, compare as run_compare, format_table, write_csv
+    from .report import format_table, write_csv
+    from .study import LatentSource, compare as run_compare
     from .plot import line_plot
 
     default = None if opts.denoiser or opts.preset else DEFAULT_DENOISERS
@@ -60,6 +67,13 @@ def compare(
     data = opts.load_data()
     ref = build(ref_choice, data, device, opts.data_source())
     shape = (ref.channels, ref.resolution, ref.resolution)
+    if z is None:
+        _check_disjoint(choices, range(opts.seed, opts.seed + opts.n_samples))
+    if samples:
+        dens = [build(c, data, device, opts.data_source()) for c in choices]
+        with output_lock(opts.outdir):
+            _compare_samples(ref, dens, data, shape, opts, solver.value, device)
+        return
     if z is not None:
         array = load_z(z, opts.n_steps, shape)
         source = LatentSource("file", int(array.shape[1]), opts.seed, array=array)
@@ -85,3 +99,52 @@ def compare(
     line_plot(opts.outdir / "compare.png", grid.numpy(), results, title=f"MSE to {ref.label} ({where} latents)",
               xlabel="t (noise level)", ylabel="MSE")
     typer.echo(f"wrote {opts.outdir / 'compare.csv'} and {opts.outdir / 'compare.png'}")
+
+
+def _check_disjoint(choices, seeds: range) -> None:
+    """Refuse to evaluate a calibrated preset on the latents it was calibrated on (same seeds)."""
+    from pspc_core.errors import ParameterError
+
+    for c in choices:
+        fitted = c.calibration.get("seeds")
+        if fitted and max(seeds.start, fitted[0]) < min(seeds.stop, fitted[1]):
+            raise ParameterError(f"preset {c.label!r} was calibrated on the latents of seeds {fitted[0]}.."
+                                 f"{fitted[1] - 1}, which this comparison would evaluate it on; choose --seed "
+                                 f"outside them (calibration and evaluation latents must differ)")
+
+
+def _compare_samples(ref, dens, data, shape, opts: RunOptions, solver: str, device) -> None:
+    import numpy as np
+
+    from pspc_core.nearest import nearest_training_images
+    from pspc_core.runtime.atomic import atomic_path
+    from pspc_core.sampler import schedule_for
+
+    from .samples import draw, scores, side_by_side
+
+    seeds = range(opts.seed, opts.seed + opts.n_samples)
+    t_steps = schedule_for(ref.denoiser, opts.n_steps, opts.t_min, opts.t_max, opts.rho)
+    key = dict(cmd="compare-samples")
+    drawn = {f"{ref.label} (reference)": draw(ref, "reference", shape, seeds, t_steps, solver, opts.outdir,
+                                               opts.batch, key, device, not opts.quiet)}
+    drawn.update({b.label: draw(b, b.label, shape, seeds, t_steps, solver, opts.outdir, opts.batch, key, device,
+                                not opts.quiet) for b in dens})
+    reference = next(iter(drawn.values()))
+    if reference is None:  # not rank 0 of a torchrun job
+        return
+    rows, table = ["denoiser,sample,mse,r2,nearest_distance"], []
+    for label, x in drawn.items():
+        dist = nearest_training_images(x, data)[0].numpy()
+        mse, r2 = scores(x, reference)
+        rows += [f"{label},{i},{mse[i]:.9g},{r2[i]:.9g},{dist[i]:.9g}" for i in range(len(x))]
+        table.append(f"{label:>20} {mse.mean():>10.3e} {np.median(r2):>9.4f} {np.median(dist):>12.4g} "
+                     f"{int((dist < 1e-3).sum()):>7}")
+    with atomic_path(opts.outdir / "samples.csv") as tmp:
+        tmp.write_text("\n".join(rows) + "\n")
+    side_by_side(opts.outdir / "samples.png", drawn)
+    typer.echo(f"samples against {ref.label} ({len(seeds)} latents, seeds {seeds.start}..{seeds.stop - 1}, "
+               f"{solver}, {opts.n_steps} steps, data {opts.data_source()}):")
+    typer.echo(f"{'denoiser':>20} {'mean MSE':>10} {'median r2':>9} {'nearest med':>12} {'copies':>7}")
+    typer.echo("\n".join(table))
+    typer.echo(f"wrote {opts.outdir / 'samples.csv'}, {opts.outdir / 'samples.png'} and LABEL_samples.npy "
+               "(the reference's: reference_samples.npy)")

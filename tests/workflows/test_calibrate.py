@@ -1,0 +1,97 @@
+"""`pspc calibrate`: a known optimum is recovered exactly, a calibrated schedule is never worse than the default on
+its own calibration latents, the presets it writes work as they are, and compare keeps evaluation apart."""
+
+import tomllib
+
+import numpy as np
+import pytest
+
+
+from helpers import assert_one_line_error, pspc
+
+SMALL = ["--data", "builtin:shapes:60", "--no-xflip", "-q", "--device", "cpu"]
+GRID = ["--n-steps", "4", "--t-min", "0.05", "--t-max", "2"]
+TRUTH = '[presets.truth]\ndenoiser = "pspc_sq"\nparams = { patch_sizes = [5, 3, 2, 4], t_min = 0.05, t_max = 2.0 }\n'
+
+
+@pytest.fixture
+def truth(tmp_path):
+    path = tmp_path / "truth.toml"
+    path.write_text(TRUTH)
+    return path
+
+
+@pytest.mark.parametrize("metric", ["mse", "cosine"])
+def test_a_reference_that_is_pspc_sq_with_a_schedule_is_recovered_exactly(capsys, tmp_path, truth, metric):
+    out = tmp_path / "cal"
+    code, stdout, err = pspc(capsys, "calibrate", "-r", "truth", "-d", "pspc_sq", "--registry", truth, "--metric",
+                             metric, "--n-samples", 4, "--batch", 2, "-o", out, *GRID, *SMALL)
+    assert code == 0, err
+    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_sq_calibrated"]
+    assert preset["params"]["patch_sizes"] == [5, 3, 2, 4] and len(preset["params"]["t_grid"]) == 4
+    assert preset["calibration"]["seeds"] == [100000, 100004] and preset["calibration"]["metric"] == metric
+    assert (out / "calibration_pspc_sq.png").exists() and not (out / ".pspc-work").exists()
+    rows = (out / "calibration.csv").read_text().splitlines()
+    assert rows[0] == f"denoiser,t_idx,t,candidate,{metric},chosen" and len(rows) == 1 + 4 * 32
+
+
+def test_the_calibrated_schedule_is_never_worse_than_the_default_on_its_calibration_latents(capsys, tmp_path):
+    from pspc_core import create_denoiser, edm_schedule, load_dataset
+    from pspc_core.latents import forward_process
+
+    out = tmp_path / "cal"
+    code, _, err = pspc(capsys, "calibrate", "-r", "gaussian", "-d", "pspc_sq", "--n-samples", 3, "--batch", 3,
+                        "-o", out, *GRID, *SMALL)
+    assert code == 0, err
+    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_sq_calibrated"]
+    data = load_dataset("builtin:shapes:60")
+    reference = create_denoiser("gaussian", dataset=data)
+    calibrated = create_denoiser("pspc_sq", dataset=data, **preset["params"])
+    default = create_denoiser("pspc_sq", dataset=data)
+    for t in edm_schedule(4, 0.05, 2.0).tolist():
+        z = forward_process(data, range(100000, 100003), t)
+        ref = reference(z, t).double()
+        errors = [float(((den(z, t).double() - ref) ** 2).mean()) for den in (calibrated, default)]
+        assert errors[0] <= errors[1] * (1 + 1e-9), (t, errors)
+
+
+def test_compare_uses_a_calibrated_preset_as_is_but_never_on_its_calibration_latents(capsys, tmp_path, truth):
+    out = tmp_path / "cal"
+    pspc(capsys, "calibrate", "-r", "truth", "-d", "pspc_sq", "--registry", truth, "--n-samples", 2, "--seed", 5,
+         "--candidates", "2,3,4,5", "-o", out, *GRID, *SMALL)
+    presets = out / "calibrated.toml"
+    args = ["compare", "-r", "gaussian", "--preset", "pspc_sq_calibrated", "-d", "pspc_sq", "--registry", presets,
+            "--n-samples", 3, "-o", tmp_path / "cmp", *GRID, *SMALL]
+    code, _, err = pspc(capsys, *args, "--seed", 6)
+    assert_one_line_error(code, err, "calibrated on the latents of seeds 5..6", "choose --seed outside")
+    code, stdout, err = pspc(capsys, *args, "--seed", 7)
+    assert code == 0 and "pspc_sq_calibrated" in stdout, err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-d", "gaussian"], "'gaussian' declares no scale to calibrate"),
+    ([], "name the denoisers to calibrate with -d"),
+    (["-d", "pspc_sq", "--candidates", "0,3"], "patch size 0 does not fit"),
+    (["-d", "pspc_sq", "--candidates", "x"], "'patch_sizes' expects list[int]"),
+    (["-d", "pspc_sq,empirical", "--candidates", "3"], "empirical"),
+    (["-d", "pspc_sq", "--metric", "r2"], "Invalid value for '--metric'"),
+])
+def test_bad_calibrations_are_one_line(capsys, tmp_path, args, fragment):
+    code, _, err = pspc(capsys, "calibrate", "-r", "gaussian", *args, "-o", tmp_path / "o", *GRID, *SMALL)
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "o").exists() or not any(p.is_file() for p in (tmp_path / "o").rglob("*"))
+
+
+def test_compare_samples_scores_every_denoiser_against_the_reference_samples(capsys, tmp_path):
+    out = tmp_path / "s"
+    code, stdout, err = pspc(capsys, "compare", "--samples", "-r", "gaussian", "-d", "gaussian,empirical",
+                             "--n-samples", 3, "--n-steps", 5, "-o", out, *SMALL)
+    assert code == 0, err
+    lines = {line.split()[0]: line.split()[-4:] for line in stdout.splitlines()[2:5]}
+    assert float(lines["gaussian"][0]) == 0 and float(lines["gaussian"][1]) == 1  # as the reference: MSE 0, r² 1
+    assert int(lines["empirical"][3]) == 3  # the empirical denoiser's samples are training images
+    rows = (out / "samples.csv").read_text().splitlines()
+    assert rows[0] == "denoiser,sample,mse,r2,nearest_distance" and len(rows) == 1 + 3 * 3
+    assert (out / "samples.png").exists() and np.load(out / "empirical_samples.npy").shape == (3, 3, 32, 32)
+    assert not (out / ".pspc-work").exists()
+
