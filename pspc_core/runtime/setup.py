@@ -56,9 +56,12 @@ def choose(denoisers: list[str] | None, presets: list[str] | None, params: list[
     for c in choices:
         get_denoiser_spec(c.denoiser)  # unknown names fail before anything else
     if alias:
-        for c in choices:
-            if c.denoiser == alias[0]:
-                c.params[alias[1]] = network_pkl
+        targets = [c for c in choices if c.denoiser == alias[0]]
+        if not targets:
+            raise ParameterError(f"--network-pkl sets {alias[0]}'s {alias[1]}, but {alias[0]} is not among the "
+                                 f"chosen denoisers ({', '.join(c.label for c in choices)}); add -d {alias[0]}")
+        for c in targets:
+            c.params[alias[1]] = network_pkl
     _assign(choices, parse_assignments(params or []))
     for c in choices:
         spec = get_denoiser_spec(c.denoiser)

@@ -50,6 +50,7 @@ CASES = [
     (["sample", "-d", "network", "-p", "checkpoint={tmp}/text.pkl"], "not a plain EDM checkpoint"),
     (["sample", "-d", "network", "-p", "class_label=3", "--data", "builtin:shapes"], "unconditional"),
     (["compare", "-r", "nosuch"], "unknown denoiser 'nosuch'"),
+    (["sample", "-d", "gaussian", "--network-pkl", "{tmp}/text.pkl"], "network is not among the chosen denoisers"),
     # data
     (["sample", "--data", "/no/such.zip"], "does not exist"),
     (["sample", "--data", "builtin:nothing"], "unknown built-in dataset"),
