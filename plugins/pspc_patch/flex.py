@@ -30,6 +30,7 @@ class PSPCFlex(PatchDenoiser):
     Uncovered pixels: a pixel that no crop holds (possible, since a crop need not contain its own pixel; the
     paper's code returns NaN there) takes the empirical denoiser's estimate, i.e. the whole image is its crop.
     Identical crops are computed once (λ = 1 makes every crop the whole image: the empirical denoiser).
+    `scale_sweep(z, t, values)` evaluates many thresholds at once (`sweep.py`).
     """
 
     def __init__(self, dataset, heatmaps=None, thresholds=None, t_grid=None, t_min: float = 0.002,
@@ -73,3 +74,10 @@ class PSPCFlex(PatchDenoiser):
     def crops_for(self, t: float) -> MaskCrops:
         key = (self.levels.index(t), self.schedule.value(t))
         return self._cached(key, lambda: MaskCrops(self.masks(t), self.device))
+
+    def scale_sweep(self, z: torch.Tensor, t: float, values) -> torch.Tensor:
+        """[V, B, C, R, R]: D(z, t) for each threshold λ in `values`, as `PSPCFlex(dataset, heatmaps,
+        thresholds=[λ])` gives (heatmap level: the nearest point of the heatmaps' own grid); work is shared."""
+        from .sweep import flex_sweep
+
+        return flex_sweep(self, z, t, values)
