@@ -48,7 +48,7 @@ F64 = torch.float64
 GROUP = 16  # latents per kernel call: bounds the per-crop sums [latents, crops] and the outputs
 TASK_TARGET = 16  # latent × image-range tasks per call, at least (fixed by B and N: thread-count independent)
 WEIGHT_BUDGET = 1 << 22  # float64 entries of one chunk of PSPC-Flex weights [crops, latents, images] (32 MB)
-SPARSE_BELOW = 0.1  # mean crop size / R² under which PSPC-Flex spreads through a CSR matrix
+SPARSE_BELOW = 0.1  # mean crop size / R² under which PSPC-Flex may spread through a CSR matrix
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -288,29 +288,34 @@ class FlexFamily:
     """One λ's crops: distinct non-empty masks (rows `rows` of the plan's crop numbering), their multiplicity, the
     coverage [R²] float64 and the uncovered pixels; `spread` takes weights back to pixels times the images."""
 
-    def __init__(self, lam, unique, counts, rows, device):
+    def __init__(self, lam, unique, counts, rows: slice, device):
         self.lam, self.rows, self.n_crops = lam, rows, unique.shape[0]
         spread = (unique.to(F64) * counts[:, None].to(F64)).T.contiguous()  # [P, K]: Σ_{C∋p} mult_C ·
         self.coverage = spread.sum(1).to(device)
         self.uncovered = (self.coverage == 0)
-        self.sparse = device.type == "cpu" and float(unique.float().mean()) < SPARSE_BELOW
-        if self.sparse:
+        self.nnz = int(unique.sum())
+        self.dense = spread.to(device)
+        self.csr = None
+        if device.type == "cpu" and self.nnz < SPARSE_BELOW * spread.numel():
             with warnings.catch_warnings():  # "sparse CSR support is in beta": products with dense are stable
                 warnings.simplefilter("ignore", UserWarning)
-                spread = spread.to_sparse_csr()
-        self.matrix = spread.to(device)
+                self.csr = spread.to_sparse_csr()
         self.member = unique.to(F64).to(device)  # [K, P] for the torch path's distances
 
     def spread(self, W, active, xs, B) -> torch.Tensor:
-        """Σ_n x_n[c, p] Σ_{C∋p} mult_C W[C, (b, n)] [B, C, P] for weights W [K, B·n] of images xs [C, P, n]."""
-        if not bool(active.any()):
+        """Σ_n x_n[c, p] Σ_{C∋p} mult_C W[C, (b, n)] [B, C, P] for weights W [K, B·n] of images xs [C, P, n]: a
+        dense product over the crops with a kept weight, or a CSR product over all crops when that is less work."""
+        n_active = int(active.sum())
+        if not n_active:
             return torch.zeros(B, xs.shape[0], xs.shape[1], dtype=F64, device=xs.device)
-        if not self.sparse and int(active.sum()) < 0.75 * self.n_crops:
-            idx = active.nonzero().squeeze(1)
-            wbar = self.matrix.index_select(1, idx) @ W.index_select(0, idx)
-        else:
-            wbar = self.matrix @ W  # [P, B·n]
         P, n = xs.shape[1], xs.shape[2]
+        if self.csr is not None and 4 * self.nnz < n_active * P:
+            wbar = self.csr @ W  # [P, B·n]
+        elif n_active < self.n_crops:
+            idx = active.nonzero().squeeze(1)
+            wbar = self.dense.index_select(1, idx) @ W.index_select(0, idx)
+        else:
+            wbar = self.dense @ W
         return torch.bmm(wbar.view(P, B, n), xs.permute(1, 2, 0)).permute(1, 2, 0)  # [B, C, P]
 
 
@@ -346,8 +351,8 @@ class FlexPlan:
                 continue
             rep = torch.full((unique.shape[0],), P, dtype=torch.long).scatter_reduce_(0, inverse, positions, "amin")
             rep, unique, counts = rep[nonempty], unique[nonempty], counts[nonempty]
-            rows = torch.arange(n_crops, n_crops + len(rep))
-            pieces.append(torch.stack([rep, m[rep], rows], 1))
+            rows = slice(n_crops, n_crops + len(rep))
+            pieces.append(torch.stack([rep, m[rep], torch.arange(rows.start, rows.stop)], 1))
             self.families.append(FlexFamily(lam, unique, counts, rows, torch.device(device)))
             n_crops += len(rep)
         self.n_crops = n_crops

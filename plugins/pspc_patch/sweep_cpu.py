@@ -279,6 +279,23 @@ def _dot(weight, xb, p, w, out):
 
 
 @numba.njit(fastmath=FLAGS)
+def _advance(e, walk_pix, base, j, m, acc):
+    """acc += e[walk_pix[base + i]] for i = j .. m-1 (all LANES lanes; unused lanes hold finite junk), four rows
+    per update of acc (its store and reload bound the speed, not the additions); returns m."""
+    while j + 4 <= m:
+        p0, p1, p2, p3 = walk_pix[base + j], walk_pix[base + j + 1], walk_pix[base + j + 2], walk_pix[base + j + 3]
+        for lane in range(LANES):
+            acc[lane] += (e[p0, lane] + e[p1, lane]) + (e[p2, lane] + e[p3, lane])
+        j += 4
+    while j < m:
+        p0 = walk_pix[base + j]
+        for lane in range(LANES):
+            acc[lane] += e[p0, lane]
+        j += 1
+    return m
+
+
+@numba.njit(fastmath=FLAGS)
 def _errors(zu, xb, w, e):
     """e [P, LANES]: Σ_c (x_cp - z'_cp)² for every pixel (float64)."""
     for p in range(e.shape[0]):
@@ -299,21 +316,16 @@ def flex_pass1(zu, pixels, walk_ptr, walk_pix, crop_ptr, crop_m, crop_id, Kt, c,
         b, r = task // n_ranges, task % n_ranges
         lo, hi = _task_range(r, n_ranges, N)
         xb = np.empty((C, P, LANES), np.uint8)
-        e, acc = np.empty((P, LANES)), np.empty(LANES)
+        e, acc = np.zeros((P, LANES)), np.empty(LANES)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             _errors(zu[b], xb, w, e)
             for q in range(len(walk_ptr) - 1):
-                for lane in range(w):
-                    acc[lane] = 0.0
+                acc[:] = 0.0
                 j, base = 0, walk_ptr[q]
                 for ci in range(crop_ptr[q], crop_ptr[q + 1]):
-                    while j < crop_m[ci]:
-                        add = e[walk_pix[base + j]]
-                        for lane in range(w):
-                            acc[lane] += add[lane]
-                        j += 1
+                    j = _advance(e, walk_pix, base, j, crop_m[ci], acc)
                     _accumulate(acc, w, c, ref[b, r], s[b, r], crop_id[ci])
     return ref, s
 
@@ -332,19 +344,14 @@ def flex_weights(zu, pixels, n0, n1, walk_ptr, walk_pix, crop_ptr, crop_m, crop_
         start = n0 + blk * LANES
         w = min(LANES, n1 - start)
         xb = np.empty((C, P, LANES), np.uint8)
-        e, acc = np.empty((P, LANES)), np.empty(LANES)
+        e, acc = np.zeros((P, LANES)), np.empty(LANES)
         _load(pixels, start, w, xb)
         _errors(zu[b], xb, w, e)
         for q in range(len(walk_ptr) - 1):
-            for lane in range(w):
-                acc[lane] = 0.0
+            acc[:] = 0.0
             j, base = 0, walk_ptr[q]
             for ci in range(crop_ptr[q], crop_ptr[q + 1]):
-                while j < crop_m[ci]:
-                    add = e[walk_pix[base + j]]
-                    for lane in range(w):
-                        acc[lane] += add[lane]
-                    j += 1
+                j = _advance(e, walk_pix, base, j, crop_m[ci], acc)
                 crop = crop_id[ci]
                 top, shift = ref[b, crop], log_s[b, crop]
                 if c * (top - _block_min(acc, w)) - shift < -SKIP:
