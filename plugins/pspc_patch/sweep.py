@@ -269,14 +269,20 @@ def _flex_cpu(kern, z, pixels, plan, c) -> list[torch.Tensor]:
         Bg = sl.stop - g
         ref_t, s_t = _call(kern.flex_pass1, zu[sl], x, *walks, plan.n_crops, c, _ranges(Bg, N, kern.LANES))
         ref, log_s = _normalisers(ref_t, s_t, c)
-        step = max(kern.LANES, WEIGHT_BUDGET // (plan.n_crops * Bg) // kern.LANES * kern.LANES)
-        for n0 in range(0, N, step):
-            n1 = min(N, n0 + step)
-            W, active = _call(kern.flex_weights, zu[sl], x, n0, n1, *walks, plan.n_crops, c, ref, log_s)
-            W, active = torch.from_numpy(W), torch.from_numpy(active)
-            xs = pixels[:, :, n0:n1].to(F64)  # [C, P, n] uint8 units
-            for fam, acc in zip(plan.families, num):
-                acc[sl] += fam.spread(W[fam.rows].view(fam.n_crops, -1), active[fam.rows], xs, Bg)
+        Bw = max(1, min(Bg, WEIGHT_BUDGET // (plan.n_crops * kern.LANES)))  # latents per chunk of weights
+        for h in range(0, Bg, Bw):
+            sub = slice(h, min(Bg, h + Bw))
+            Bs = sub.stop - h
+            step = max(kern.LANES, WEIGHT_BUDGET // (plan.n_crops * Bs) // kern.LANES * kern.LANES)
+            for n0 in range(0, N, step):
+                n1 = min(N, n0 + step)
+                W, active = _call(kern.flex_weights, zu[sl][sub], x, n0, n1, *walks, plan.n_crops, c, ref[sub],
+                                  log_s[sub])
+                W, active = torch.from_numpy(W), torch.from_numpy(active)
+                xs = pixels[:, :, n0:n1].to(F64)  # [C, P, n] uint8 units
+                for fam, acc in zip(plan.families, num):
+                    acc[g + h : g + sub.stop] += fam.spread(W[fam.rows].view(fam.n_crops, -1), active[fam.rows],
+                                                            xs, Bs)
     return num
 
 
@@ -393,18 +399,16 @@ def _errors(zu: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _square_distances(zu, scale, v, R, sizes):
-    """Per patch size, d [K, B, n] float64 from one integer summed-area table of the rounded e (exact sums)."""
+    """Per patch size in turn, d [K, B, n] float64 from one integer summed-area table of the rounded e (exact)."""
     e = _errors(zu, v)
     P, B, n = e.shape
     fixed = torch.floor(e * scale[None, :, None] + 0.5).to(torch.int64).view(R, R, B, n)
     table = torch.zeros(R + 1, R + 1, B, n, dtype=torch.int64, device=e.device)
     table[1:, 1:] = fixed.cumsum(0).cumsum(1)
     step = (1.0 / scale)[None, None, :, None]
-    out = []
     for k in sizes:
         win = (table[k:, k:] - table[:-k, k:]) - (table[k:, :-k] - table[:-k, :-k])
-        out.append((win.to(F64) * step).view(-1, B, n))
-    return out
+        yield (win.to(F64) * step).view(-1, B, n)
 
 
 def _stream(N: int, B: int, chunk: int):
@@ -413,14 +417,14 @@ def _stream(N: int, B: int, chunk: int):
 
 
 def _softmax_pass(distances_of, spans, c):
-    """Pass 1: per crop family, the minimum distance and normaliser s = Σ_n exp(c·(dmin - d_n)) (float64)."""
-    dmin = s = None
+    """Pass 1: per crop family, the minimum distance and normaliser s = Σ_n exp(c·(dmin - d_n)) (float64).
+    `distances_of(start, stop)` yields each family's d [K, B, n] in turn (one in memory at a time)."""
+    dmin, s = [], []
     for start, stop in spans:
-        ds = distances_of(start, stop)
-        if dmin is None:
-            dmin = [torch.full(d.shape[:2], torch.inf, dtype=F64, device=d.device) for d in ds]
-            s = [torch.zeros(d.shape[:2], dtype=F64, device=d.device) for d in ds]
-        for i, d in enumerate(ds):
+        for i, d in enumerate(distances_of(start, stop)):
+            if i == len(dmin):
+                dmin.append(torch.full(d.shape[:2], torch.inf, dtype=F64, device=d.device))
+                s.append(torch.zeros(d.shape[:2], dtype=F64, device=d.device))
             new = torch.minimum(dmin[i], d.amin(-1))
             s[i] = s[i] * torch.exp(c * (new - dmin[i])) + torch.exp(c * (new.unsqueeze(-1) - d)).sum(-1)
             dmin[i] = new
@@ -455,7 +459,7 @@ def _flex_torch(z, pixels, plan, c, chunk) -> list[torch.Tensor]:
 
     def distances(start, stop):
         e = _errors(zu, pixels[:, :, start:stop]).view(P, -1)
-        return [(f.member @ e).view(f.n_crops, B, -1) for f in plan.families]
+        return ((f.member @ e).view(f.n_crops, B, -1) for f in plan.families)
 
     dmin, s = _softmax_pass(distances, spans, c)
     num = [torch.zeros(B, C, P, dtype=F64, device=z.device) for _ in plan.families]
