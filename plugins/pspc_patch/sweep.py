@@ -1,8 +1,9 @@
 """Every candidate locality scale of PSPC at one noise level in one sweep, sharing the work (`pspc calibrate`).
 
 `scale_sweep(z, t, values)` -> [V, B, C, R, R] float32: for each candidate value v, D(z, t) of the denoiser built
-with that single value (PSPCSquare(patch_sizes=[v]), PSPCFlex(thresholds=[v])), to float64 level (measured
-≤ 1e-7 against those denoisers, float32 rounding included). The composite for each candidate is the one of
+with that single value (PSPCSquare(patch_sizes=[v]), PSPCFlex(thresholds=[v])), to float64 level (measured: the
+float32 outputs equal or one float32 step apart, ≤ 3e-8; before that rounding ~3e-15 from the per-candidate
+kernels, near-ties at t = 0.002 included). The composite for each candidate is the one of
 `composite.py`: d_{bnC} = Σ_{p∈C} e_{bnp}, w = softmax_n(-d / 2t²) per crop, D[p] = Σ_{C∋p} Σ_n w x_n[p] / |{C∋p}|.
 What the candidates share:
 
@@ -25,7 +26,8 @@ crop's largest are left out of both passes (they change s and the output by < N�
 CPU: compiled kernels (`sweep_cpu.py`, numba; its docstring bounds the summed-area table's rounding); PSPC-Flex
 spreads its weights back with one matrix product per λ (dense, or CSR for small crops). CUDA, or a CPU without
 numba: the same maths as whole-tensor torch operations in float64 (`_square_torch`, `_flex_torch`), chunked by
-the denoiser's chunk size.
+the denoiser's chunk size; kept simple, PSPC-Flex's distances there are one mask product per λ (e is shared, the
+prefix walks are not).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from .masks import flex_keep, flex_order
 F64 = torch.float64
 GROUP = 16  # latents per kernel call: bounds the per-crop sums [latents, crops] and the outputs
 TASK_TARGET = 16  # latent × image-range tasks per call, at least (fixed by B and N: thread-count independent)
-WEIGHT_BUDGET = 1 << 22  # float64 entries of one chunk of PSPC-Flex weights [crops, latents, images] (32 MB)
+WEIGHT_BUDGET = 1 << 24  # float64 entries of one chunk of PSPC-Flex weights [crops, latents, images] (128 MB)
 SPARSE_BELOW = 0.1  # mean crop size / R² under which PSPC-Flex may spread through a CSR matrix
 
 
@@ -317,7 +319,7 @@ class FlexFamily:
         P, n = xs.shape[1], xs.shape[2]
         if self.csr is not None and 4 * self.nnz < n_active * P:
             wbar = self.csr @ W  # [P, B·n]
-        elif n_active < self.n_crops:
+        elif n_active < 0.5 * self.n_crops:  # a copy of the columns pays only when it halves the product
             idx = active.nonzero().squeeze(1)
             wbar = self.dense.index_select(1, idx) @ W.index_select(0, idx)
         else:
