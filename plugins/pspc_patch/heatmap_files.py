@@ -72,8 +72,9 @@ def decode_log8(codes: np.ndarray, scale: np.ndarray, floor: float = LOG8_FLOOR)
 
 def load_heatmaps(source, resolution: int | None = None) -> tuple[torch.Tensor, dict]:
     """(heatmaps [L, R, R, R, R] float32, metadata) from a file in any of the formats above, or an array/tensor
-    given directly (metadata {}). A missing, unreadable or misshapen file (R other than `resolution`, when
-    given) is a one-line error."""
+    given directly (metadata {}). Where the file stores the grid (`.safetensors`, `.npz`), metadata["t"] is it, a
+    list of L floats (the noise level of each map). A missing, unreadable or misshapen file (R other than
+    `resolution`, when given) is a one-line error."""
     if not isinstance(source, (str, os.PathLike)):
         h, meta = torch.as_tensor(source if torch.is_tensor(source) else np.asarray(source)).float(), {}
     else:
@@ -100,7 +101,10 @@ def _read_npy(path: Path):
 def _read_npz(path: Path):
     try:
         with np.load(path, allow_pickle=False) as f:
-            return decode_log8(f["codes"], f["scale"], float(f["floor"])), json.loads(str(f["meta"]))
+            meta = json.loads(str(f["meta"]))
+            if "t" in f.files:
+                meta["t"] = [float(v) for v in np.asarray(f["t"], np.float64).ravel()]
+            return decode_log8(f["codes"], f["scale"], float(f["floor"])), meta
     except (ValueError, OSError, EOFError, KeyError):
         raise ParameterError(f"heatmaps file {path} is not a heatmap .npz written by `pspc heatmaps`") from None
 
@@ -115,7 +119,10 @@ def _read_safetensors(path: Path):
             if key is None:
                 raise ParameterError(f"heatmaps file {path} holds tensors {sorted(keys)}; name the heatmaps "
                                      f"{HEATMAP_KEY!r}")
-            return f.get_tensor(key).float(), json.loads((f.metadata() or {}).get("pspc_heatmaps", "{}"))
+            meta = json.loads((f.metadata() or {}).get("pspc_heatmaps", "{}"))
+            if "t" in keys and key != "t":
+                meta["t"] = f.get_tensor("t").double().flatten().tolist()
+            return f.get_tensor(key).float(), meta
     except ParameterError:
         raise
     except Exception as exc:

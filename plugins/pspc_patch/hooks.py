@@ -7,8 +7,9 @@ from .chunking import DEFAULT_CHUNK
 _GRID = [
     Param("t_grid", "list[float]", None, "the schedule's own noise levels, one per value (default: the EDM grid "
                                           "t_min, t_max, rho); the nearest one to t picks the value"),
-    Param("t_min", "float", 0.002, "smallest noise level of the schedule's own EDM grid"),
-    Param("t_max", "float", 80.0, "largest noise level of the schedule's own EDM grid"),
+    Param("t_min", "float", 0.002, "smallest noise level of the schedule's own EDM grid (pspc_flex: of the "
+                                    "heatmaps' too when their file stores none)"),
+    Param("t_max", "float", 80.0, "largest noise level of the schedule's own EDM grid (and the heatmaps')"),
     Param("rho", "float", 7.0, "EDM grid exponent ρ"),
     Param("chunk_size", "int", None, "latent×image pairs per step of the torch passes (CUDA, or a CPU without "
                                       f"numba), ~60 bytes × R² each (default: {DEFAULT_CHUNK['cpu']} on CPU, "
@@ -37,11 +38,13 @@ def register_denoisers(register):
         params=[
             Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
             Param("heatmaps", "path", None, "sensitivity heatmaps [L,R,R,R,R] (.npy as the paper ships, .safetensors or "
-                  "a `pspc heatmaps` .npz); on builtin:shapes those of its shipped network",
+                  "a `pspc heatmaps` .npz) on their own grid: the one the file stores, else the EDM grid of L "
+                  "points; on builtin:shapes those of its shipped network",
                   data_default="pspc_patch.shipped:heatmaps_for"),
             Param("thresholds", "list[float]", None,
-                  "mass λ in (0,1] kept per grid point, L values (default: the paper's CIFAR-10 "
-                  "1,1,1,1,1,1,1,0.7,0.7,0.5,0.4,0.4,0.4,0.4,0.3,0.3,0.3,0.3)"),
+                  "mass λ in (0,1] kept per point of its own grid (t_grid, else the EDM grid of that many "
+                  "points); one value for every t, else one per heatmap level unless t_grid is given (default: "
+                  "the paper's CIFAR-10 1,1,1,1,1,1,1,0.7,0.7,0.5,0.4,0.4,0.4,0.4,0.3,0.3,0.3,0.3)"),
             *_GRID,
         ],
         factory="pspc_patch.flex:PSPCFlex",

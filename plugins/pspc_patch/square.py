@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from pspc_core.errors import ParameterError
 from pspc_core.schedule import GridSchedule
 
@@ -19,6 +21,7 @@ class PSPCSquare(PatchDenoiser):
     chunk_size   : latent×image pairs per step of the torch passes (CUDA); bounds memory whatever the dataset
                    size. On the CPU the compiled kernels (`composite_cpu.py`) work in fixed blocks of images.
     The cost per call is O(N·C·R²) per latent whatever k is (running or doubling window sums).
+    `scale_sweep(z, t, values)` evaluates many patch sizes at once (`sweep.py`).
     """
 
     def __init__(self, dataset, patch_sizes=None, t_grid=None, t_min: float = 0.002, t_max: float = 80.0,
@@ -37,3 +40,10 @@ class PSPCSquare(PatchDenoiser):
     def crops_for(self, t: float) -> BoxCrops:
         k = self.patch_size(t)
         return self._cached(k, lambda: BoxCrops(self.resolution, k, self.device))
+
+    def scale_sweep(self, z: torch.Tensor, t: float, values) -> torch.Tensor:
+        """[V, B, C, R, R]: D(z, t) for each patch size k in `values`, as `PSPCSquare(dataset, patch_sizes=[k])`
+        gives; the squared differences and their summed-area table serve every k."""
+        from .sweep import square_sweep
+
+        return square_sweep(self, z, t, values)

@@ -122,7 +122,7 @@ def test_files_round_trip_and_float16_keeps_the_maps_shape(tmp_path):
     grid = edm_schedule(2)
     save_heatmaps(tmp_path / "h.safetensors", maps, grid, {"n": 3})
     back, meta = load_heatmaps(tmp_path / "h.safetensors")
-    assert torch.equal(back, maps) and meta == {"n": 3}
+    assert torch.equal(back, maps) and meta == {"n": 3, "t": grid.tolist()}  # the grid comes back in the metadata
     save_heatmaps(tmp_path / "h16.safetensors", maps, grid, float16=True)
     half, _ = load_heatmaps(tmp_path / "h16.safetensors")
     normalised = maps / maps.flatten(3).amax(-1)[..., None, None]
