@@ -73,13 +73,13 @@ def calibrate(
         source = LatentSource("trajectory", opts.n_samples, opts.seed, shape=shape, solver=solver.value)
     else:
         source = LatentSource("forward", opts.n_samples, opts.seed, dataset=data)
-    plans = []  # (choice, scale parameter, candidates, the denoiser as given): all checked before any work
+    plans = []  # (choice, scale parameter, candidates, the denoiser with all of them): checked before any work
     for choice in choices:
         spec = get_denoiser_spec(choice.denoiser)
         param = spec.scale.param
         values = _candidates(candidates, spec, param, data, load_object)
-        build(_with(choice, param, values), data, device, opts.data_source())  # every candidate is valid
-        plans.append((choice, param, values, build(choice, data, device, opts.data_source())))
+        every = _with(choice, param, values, t_grid=[float(i) for i in range(len(values))])
+        plans.append((choice, param, values, build(every, data, device, opts.data_source())))  # all valid
     workdir = opts.outdir / WORKDIR / "calibrate"
     tables, presets = {}, []
     with output_lock(opts.outdir):
@@ -134,11 +134,13 @@ def _candidates(text, spec, param: str, data, load_object) -> list:
     return values
 
 
-def _with(choice, param: str, values: list):
-    """`choice` with its scale parameter set to `values` (one value: that scale at every t)."""
+def _with(choice, param: str, values: list, t_grid: list | None = None):
+    """`choice` with its scale parameter set to `values` on `t_grid` (none: one value is that scale at every t,
+    as `scale_sweep` evaluates each candidate)."""
     from dataclasses import replace
 
-    return replace(choice, params={**choice.params, param: values})
+    params = {k: v for k, v in choice.params.items() if k != "t_grid"}
+    return replace(choice, params={**params, param: values, **({"t_grid": t_grid} if t_grid else {})})
 
 
 def _plain(params: dict) -> dict:

@@ -95,3 +95,15 @@ def test_compare_samples_scores_every_denoiser_against_the_reference_samples(cap
     assert (out / "samples.png").exists() and np.load(out / "empirical_samples.npy").shape == (3, 3, 32, 32)
     assert not (out / ".pspc-work").exists()
 
+
+
+def test_flex_masses_are_calibrated_on_a_grid_of_their_own(capsys, tmp_path):
+    heatmaps = tmp_path / "h.npy"
+    np.save(heatmaps, np.random.default_rng(0).random((3, 32, 32, 32, 32), dtype=np.float32))
+    out = tmp_path / "cal"
+    code, stdout, err = pspc(capsys, "calibrate", "-r", "gaussian", "-d", "pspc_flex", "-p", f"pspc_flex.heatmaps={heatmaps}",
+                             "--candidates", "0.2,0.6,1", "--n-samples", 2, "-o", out, *GRID, *SMALL)
+    assert code == 0, err
+    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_flex_calibrated"]
+    assert len(preset["params"]["thresholds"]) == 4 and set(preset["params"]["thresholds"]) <= {0.2, 0.6, 1.0}
+    assert preset["params"]["heatmaps"] == str(heatmaps)
