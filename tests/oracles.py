@@ -85,3 +85,32 @@ def pspc_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, masks
     if uncovered.any():
         out[:, :, uncovered] = empirical_direct(images_u8, z, t, chunk).flatten(2)[:, :, uncovered]
     return out.view_as(z)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Peer denoisers: PCA-locality (Lukoianov et al.) and the kNN estimator (Niedoba et al. 2024), literally.
+
+
+def wiener_mask_direct(images_u8: torch.Tensor, t: float, threshold: float) -> torch.Tensor:
+    """M[n, m] = 1{|W[n, m] / W[n, n]| ≥ τ max |W / diag W|}, W = Σ (Σ + t² I)⁻¹ with Σ the N-1 covariance of the
+    flattened images, by a dense float64 solve (no eigendecomposition)."""
+    x = images_u8.flatten(1).double() / 127.5 - 1
+    xc = x - x.mean(0)
+    cov = xc.T @ xc / (x.shape[0] - 1)
+    w = torch.linalg.solve(cov + t * t * torch.eye(cov.shape[0], dtype=torch.float64), cov)  # (Σ + t²)⁻¹Σ = W
+    ratio = (w / w.diagonal()[:, None]).abs()
+    return ratio >= threshold * ratio.max()
+
+
+def pca_locality_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, mask: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """D_m = Σ_k softmax_k(-Σ_{n: mask[n, m]} (z_n - x_kn)² / 2t²T) x_km, one output m at a time, in float64."""
+    x = images_u8.flatten(1).double() / 127.5 - 1
+    zf = z.flatten(1).double()
+    out = torch.empty_like(zf)
+    for m in range(zf.shape[1]):
+        members = mask[:, m].nonzero().squeeze(1)
+        dist = ((zf[:, None, members] - x[None, :, members]) ** 2).sum(-1)  # [B, N]
+        w = torch.softmax(-dist / (2 * t * t * temperature), dim=1)
+        out[:, m] = w @ x[:, m]
+    return out.view_as(z)
