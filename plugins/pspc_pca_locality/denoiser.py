@@ -52,11 +52,13 @@ class PCALocality(Denoiser):
         self.images = dataset.images.reshape(len(dataset), -1)  # uint8 [N, D]
         self.threshold, self.temperature = float(threshold), float(temperature)
         self._plans: OrderedDict = OrderedDict()
+        self._pixels = None
 
     def to(self, device) -> "PCALocality":
         super().to(device)
         self.images = self.dataset.images.reshape(len(self.dataset), -1).to(self.device)
         self._plans.clear()
+        self._pixels = None
         return self
 
     def mask(self, t: float) -> torch.Tensor:
@@ -81,7 +83,9 @@ class PCALocality(Denoiser):
             chunk = DENSE_CHUNK.get(self.device.type, DENSE_CHUNK["cuda"])
             out = masked_softmax_dense(zf, self.images, plan, c, chunk)
         else:
-            out = plan(zf, self.images, c)
+            if self._pixels is None:
+                self._pixels = self.images.T.contiguous()  # [D, N]: the kernel reads images as columns
+            out = plan(zf, self._pixels, c)
         return out.to(torch.float32).view_as(z)
 
     def _plan(self, t: float):
@@ -90,7 +94,7 @@ class PCALocality(Denoiser):
         key = self.mask_file.mask(t)[0] if self.mask_file is not None else float(t)
         if key not in self._plans:
             mask = self.mask(t)
-            plan = _compiled_plan(mask) if self.device.type == "cpu" else None
+            plan = _compiled_plan(mask, self.channels, self.resolution) if self.device.type == "cpu" else None
             self._plans[key] = plan if plan is not None else mask.to(self.device)
             if len(self._plans) > CACHED_LEVELS:
                 self._plans.popitem(last=False)
@@ -98,10 +102,10 @@ class PCALocality(Denoiser):
         return self._plans[key]
 
 
-def _compiled_plan(mask: torch.Tensor):
+def _compiled_plan(mask: torch.Tensor, channels: int, resolution: int):
     """The compiled CPU kernel's plan for this mask; None where numba cannot be imported."""
     try:
         from .kernel_cpu import MaskPlan
     except ImportError:
         return None
-    return MaskPlan(mask)
+    return MaskPlan(mask, channels, resolution)
