@@ -114,3 +114,25 @@ def pca_locality_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, mask
         w = torch.softmax(-dist / (2 * t * t * temperature), dim=1)
         out[:, m] = w @ x[:, m]
     return out.view_as(z)
+
+
+def knn_estimate_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, k: int, draws) -> torch.Tensor:
+    """The kNN estimator for given draws (image indices per latent), literally and in float64: neighbours by
+    direct distances (ties: lower index), p_i = exp(-(d_i - d_1)/2t²), u = min p, Z = Σp + (N-k)u, q = p/Z on the
+    neighbours and u/Z elsewhere, w_j ∝ (c_j / q_j) exp(-d_j/2t²) over the distinct draws j (counts c_j)."""
+    x = images_u8.flatten(1).double() / 127.5 - 1
+    N = x.shape[0]
+    out = []
+    for b, mine in enumerate(draws):
+        d = ((z[b].flatten().double() - x) ** 2).sum(1)
+        neighbours = torch.sort(d, stable=True).indices[:k]
+        log_p = -(d - d[neighbours[0]]) / (2 * t * t)  # log p for every image; the neighbours' are the p_i
+        log_u = log_p[neighbours[-1]]
+        tail = log_u + torch.log(torch.tensor(float(N - k), dtype=torch.float64))  # log((N - k) u)
+        log_Z = torch.logsumexp(torch.cat([log_p[neighbours], tail[None]]), 0)
+        log_q = torch.full((N,), float(log_u - log_Z), dtype=torch.float64)
+        log_q[neighbours] = log_p[neighbours] - log_Z
+        index, counts = torch.unique(torch.as_tensor(mine), return_counts=True)
+        log_w = torch.log(counts.double()) - log_q[index] + log_p[index]  # log(c/q · π) + const
+        out.append(torch.softmax(log_w, 0) @ x[index])
+    return torch.stack(out).view_as(z)
