@@ -104,16 +104,12 @@ def wiener_mask_direct(images_u8: torch.Tensor, t: float, threshold: float) -> t
 
 def pca_locality_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, mask: torch.Tensor,
                         temperature: float = 1.0) -> torch.Tensor:
-    """D_m = Σ_k softmax_k(-Σ_{n: mask[n, m]} (z_n - x_kn)² / 2t²T) x_km, one output m at a time, in float64."""
+    """D_m = Σ_k softmax_k(-Σ_n mask[n, m] (z_n - x_kn)² / 2t²T) x_km in float64, all N images at once: direct
+    squared differences [B, N, D] summed through the mask as a 0/1 matrix."""
     x = images_u8.flatten(1).double() / 127.5 - 1
-    zf = z.flatten(1).double()
-    out = torch.empty_like(zf)
-    for m in range(zf.shape[1]):
-        members = mask[:, m].nonzero().squeeze(1)
-        dist = ((zf[:, None, members] - x[None, :, members]) ** 2).sum(-1)  # [B, N]
-        w = torch.softmax(-dist / (2 * t * t * temperature), dim=1)
-        out[:, m] = w @ x[:, m]
-    return out.view_as(z)
+    sq = (z.flatten(1).double()[:, None, :] - x[None]) ** 2  # [B, N, D]
+    w = torch.softmax(-(sq @ mask.double()) / (2 * t * t * temperature), dim=1)  # [B, N, D]: one softmax per m
+    return (w * x[None]).sum(1).view_as(z)
 
 
 def knn_estimate_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, k: int, draws) -> torch.Tensor:
