@@ -188,14 +188,8 @@ class MaskPlan:
 
     def __init__(self, mask: torch.Tensor, channels: int, resolution: int):
         cols = mask.T.contiguous().numpy()  # [m, n]
-        order, parent = _raster_tree(cols, channels, resolution)
-        has = parent[order] >= 0
-        above = np.zeros_like(cols[order])
-        above[has] = cols[parent[order][has]]
-        mine = cols[order]
-        self.order, self.parent = order, parent
-        self.add_ptr, self.add_idx = _csr(mine & ~above)
-        self.sub_ptr, self.sub_idx = _csr(above & ~mine)
+        self.order, self.parent = _raster_tree(cols, channels, resolution)
+        self.add_ptr, self.add_idx, self.sub_ptr, self.sub_idx = _differences(cols, self.order, self.parent)
         self.members = int(cols.sum())
 
     @property
@@ -248,12 +242,33 @@ def _raster_tree(cols: np.ndarray, channels: int, resolution: int) -> tuple[np.n
     return order, parent
 
 
-def _csr(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ptr [R + 1], indices) of the True entries of each row of a bool matrix [R, C]."""
-    r, c = np.nonzero(rows)
-    ptr = np.zeros(rows.shape[0] + 1, np.int64)
-    np.cumsum(np.bincount(r, minlength=rows.shape[0]), out=ptr[1:])
-    return ptr, c.astype(np.int64)
+@numba.njit(cache=True)
+def _differences(cols, order, parent):
+    """For each column in `order`: the members it has and its parent lacks (added) and the reverse (subtracted),
+    as CSR lists (ptr [D + 1], indices)."""
+    D, P = cols.shape
+    add_ptr, sub_ptr = np.zeros(D + 1, np.int64), np.zeros(D + 1, np.int64)
+    for j in range(D):
+        m, p = order[j], parent[order[j]]
+        na = ns = 0
+        for n in range(P):
+            above = cols[p, n] if p >= 0 else False
+            na += cols[m, n] and not above
+            ns += above and not cols[m, n]
+        add_ptr[j + 1], sub_ptr[j + 1] = add_ptr[j] + na, sub_ptr[j] + ns
+    add_idx, sub_idx = np.empty(add_ptr[D], np.int64), np.empty(sub_ptr[D], np.int64)
+    for j in range(D):
+        m, p = order[j], parent[order[j]]
+        ia, isub = add_ptr[j], sub_ptr[j]
+        for n in range(P):
+            above = cols[p, n] if p >= 0 else False
+            if cols[m, n] and not above:
+                add_idx[ia] = n
+                ia += 1
+            elif above and not cols[m, n]:
+                sub_idx[isub] = n
+                isub += 1
+    return add_ptr, add_idx, sub_ptr, sub_idx
 
 
 _READY: set = set()
