@@ -43,10 +43,8 @@ def relative_distances(hi: torch.Tensor, lo: torch.Tensor, e: torch.Tensor, P: i
     """r = q - 2 y·v [B, n] for images v [n, D] (integer-valued float64) with q [n] from `image_terms`.
 
     The same r, bit for bit, whatever the batch, the chunking of the images or the device."""
-    dot_hi = hi @ v.T  # exact: integers below 2^53
-    dot_lo = lo @ v.T
-    dot = torch.ldexp(dot_hi, -e) + torch.ldexp(dot_lo, -e - P)
-    return q - 2 * dot
+    dot_hi, dot_lo = (torch.cat([hi, lo]) @ v.T).chunk(2)  # one product; exact: integers below 2^53
+    return q - 2 * (torch.ldexp(dot_hi, -e) + torch.ldexp(dot_lo, -e - P))
 
 
 def image_terms(v: torch.Tensor) -> torch.Tensor:

@@ -75,15 +75,16 @@ def weighted_means(draws: torch.Tensor, r_k: torch.Tensor, c: torch.Tensor, hi, 
     their `image_terms`)."""
     draws = draws.to(images.device)
     v = images[draws].to(torch.float64)  # [B, n, D] pixel values
-    dot = torch.ldexp(v @ hi[:, :, None], -e[:, :, None]) + torch.ldexp(v @ lo[:, :, None], -e[:, :, None] - P)
-    r = q[draws] - 2 * dot[..., 0]  # exact sums, as in `relative_distances`
+    dot = v @ torch.stack([hi, lo], 2)  # [B, n, 2]: exact sums, as in `relative_distances`
+    r = q[draws] - 2 * (torch.ldexp(dot[..., 0], -e) + torch.ldexp(dot[..., 1], -e - P))
     excess = (r - r_k[:, None]).clamp_min(0)
     bits = math.ceil(math.log2(draws.shape[1] + 1))
     scale, split = 62 - 8 - bits, 53 - 8 - bits  # Σ w v < 2^62 (int64); each piece's Σ below 2^53 (float64)
     w = torch.round(torch.ldexp(torch.exp(-(excess - excess.amin(1, keepdim=True)) * c), _f64(scale, v)))
     w_hi = torch.floor(torch.ldexp(w, _f64(-split, v)))  # w = 2^split w_hi + w_lo
     w_lo = w - torch.ldexp(w_hi, _f64(split, v))
-    total = (w_hi[:, None, :] @ v)[:, 0].to(torch.int64) * 2**split + (w_lo[:, None, :] @ v)[:, 0].to(torch.int64)
+    sums = (torch.stack([w_hi, w_lo], 1) @ v).to(torch.int64)  # [B, 2, D]: both exact
+    total = sums[:, 0] * 2**split + sums[:, 1]
     return total.double() / (w.to(torch.int64).sum(1, keepdim=True).double() * UNIT) - 1
 
 
