@@ -50,8 +50,8 @@ def bench_pca(device: torch.device, repeats: int) -> None:
           f"device {device}")
     print(f"once per dataset: float64 eigendecomposition (Gram matrix) {eigen_s:.2f} s; theirs (stated, float32 SVD) "
           f"{THEIR_SVD_S:.1f} s")
-    print(f"{'t':>9} {'members':>8} {'sums':>6} {'first s':>8} {'later s':>8} {'theirs s':>9} {'x first':>8} "
-          f"{'x later':>8}")
+    print(f"{'t':>9} {'members':>8} {'sums':>6} {'first s':>8} {'later s':>8} {'cpu s':>6} {'theirs s':>9} "
+          f"{'x first':>8} {'x later':>8}")
     rows = []
     for label, levels in (("reference", REFERENCE_T), ("EDM grid", edm_schedule(18).tolist())):
         firsts, laters = [], []
@@ -60,18 +60,22 @@ def bench_pca(device: torch.device, repeats: int) -> None:
             start = time.perf_counter()
             den(z, t)
             first = time.perf_counter() - start
+            cpu = time.process_time()
             _, later = timed(lambda: den(z, t), device, repeats)
+            cpu = (time.process_time() - cpu) / repeats
             plan = den._plan(t)
             members = int(den.mask(t).sum()) / den.dim
             sums = plan.additions / den.dim if hasattr(plan, "additions") else float("nan")
             firsts.append(first)
             laters.append(later)
-            print(f"{t:>9.4g} {members:>8.0f} {sums:>6.0f} {first:>8.3f} {later:>8.3f} {THEIR_CALL_S:>9.1f} "
-                  f"{THEIR_CALL_S / first:>7.1f}x {THEIR_CALL_S / later:>7.1f}x")
+            print(f"{t:>9.4g} {members:>8.0f} {sums:>6.0f} {first:>8.3f} {later:>8.3f} {cpu:>6.2f} "
+                  f"{THEIR_CALL_S:>9.1f} {THEIR_CALL_S / first:>7.1f}x {THEIR_CALL_S / later:>7.1f}x")
         rows.append((label, np.mean(firsts), np.mean(laters)))
         print(f"{'mean, ' + label:>26}: first {np.mean(firsts):.3f} s, later {np.mean(laters):.3f} s -> "
               f"{THEIR_CALL_S / np.mean(firsts):.1f}x / {THEIR_CALL_S / np.mean(laters):.1f}x the stated 1.4 s")
-    print("(members: mask entries per output; sums: additions per output after differencing neighbouring columns)")
+    print("(members: mask entries per output; sums: additions per output after differencing neighbouring columns;\n"
+          " first: the call that builds the noise level's mask and plan; later: median of the next calls; cpu: CPU\n"
+          " seconds of a later call over all threads, ~2x wall on an idle 2-core machine)")
 
 
 def bench_knn(device: torch.device, repeats: int, batch: int) -> None:
