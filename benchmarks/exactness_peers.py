@@ -105,7 +105,8 @@ def knn_tables(ds) -> None:
             theirs, ours = (a.view(seeds, *z.shape).double() for a in (theirs, ours))
             print(f"| ({k}, {n}) | {t:g} | {errs.max().item():.1e} | {int((errs <= 1e-4).sum())}/160 | "
                   f"{rms(ours - exact):.4f} | {rms(theirs - exact):.4f} | {rms(stored - exact):.4f} | "
-                  f"{rms(ours[:32] - exact):.4f} | {rms(ours.mean(0) - exact):.4f} | {rms(theirs.mean(0) - exact):.4f} | "
+                  f"{rms(ours[:32] - exact):.4f} | {rms(ours.mean(0) - exact):.4f} | "
+                  f"{rms(theirs.mean(0) - exact):.4f} | "
                   f"{rms(ours[:32].mean(0) - exact):.4f} | {rms(stored.mean(0) - exact):.4f} |")
     tiny = load_dataset(SHARED / "data" / "cifar10-train-200-16.zip")
     worst = 0.0

@@ -92,8 +92,8 @@ def pspc_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, masks
 
 
 def wiener_mask_direct(images_u8: torch.Tensor, t: float, threshold: float) -> torch.Tensor:
-    """M[n, m] = 1{|W[n, m] / W[n, n]| ≥ τ max |W / diag W|}, W = Σ (Σ + t² I)⁻¹ with Σ the N-1 covariance of the
-    flattened images, by a dense float64 solve (no eigendecomposition)."""
+    """M[n, m] = 1{|W[n, m] / W[n, n]| ≥ τ max |W / diag W|}, W = Σ (Σ + t² I)⁻¹ with Σ the N-1 covariance
+    of the flattened images, by a dense float64 solve (no eigendecomposition)."""
     x = images_u8.flatten(1).double() / 127.5 - 1
     xc = x - x.mean(0)
     cov = xc.T @ xc / (x.shape[0] - 1)

@@ -122,10 +122,12 @@ def test_draws_follow_the_proposal(tiny_dataset):
     from pspc_knn.estimator import draw
 
     den = create_denoiser("knn", dataset=tiny_dataset, k=6, n=1)
-    z = tiny_dataset.images[:1].float() / 127.5 - 1 + 0.5 * torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    z = tiny_dataset.images[:1].float() / 127.5 - 1 + 0.5 * noise
     prop = den.proposal(z, torch.tensor([2.0]))
     n = 200_000
-    got = draw(prop.adjusted[0], float(prop.uniform_prob[0]), prop.neighbours[0], 50, n, torch.Generator().manual_seed(6))
+    g = torch.Generator().manual_seed(6)
+    got = draw(prop.adjusted[0], float(prop.uniform_prob[0]), prop.neighbours[0], 50, n, g)
     freq = torch.bincount(got, minlength=50).double() / n
     excess = prop.adjusted[0]  # p - u on the neighbours
     q = torch.full((50,), float(prop.uniform_prob[0]) / 50, dtype=torch.float64)  # u/Z

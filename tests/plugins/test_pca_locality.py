@@ -236,7 +236,8 @@ def test_a_masks_file_serves_the_nearest_noise_level(tmp_path):
     data = small_set(5)
     den = create_denoiser("pca_locality", dataset=data)
     masks = np.stack([den.mask(0.1).numpy(), den.mask(5.0).numpy()])
-    fixed = create_denoiser("pca_locality", dataset=data, masks=_masks_file(tmp_path, t=np.array([0.1, 5.0]), masks=masks))
+    path = _masks_file(tmp_path, t=np.array([0.1, 5.0]), masks=masks)
+    fixed = create_denoiser("pca_locality", dataset=data, masks=path)
     z = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(6))
     assert torch.equal(fixed.mask(0.3), den.mask(0.1)) and torch.equal(fixed.mask(4.0), den.mask(5.0))
     assert (fixed(z, 0.12) - pca_locality_direct(data.images, z, 0.12, den.mask(0.1))).abs().max().item() <= 1e-6
