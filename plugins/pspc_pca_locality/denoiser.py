@@ -25,7 +25,7 @@ from pspc_core.errors import ParameterError
 from .masks import MaskFile, locality_mask
 
 CACHED_LEVELS = 32  # masks kept (an 18-step Heun run visits 18 noise levels)
-DENSE_CHUNK = {"cpu": 64, "cuda": 1024}  # images per step of the dense path (memory ~24·B·chunk·D bytes)
+DENSE_ENTRIES = {"cpu": 1 << 22, "cuda": 1 << 25}  # latent×image×pixel entries per step of the dense path (×24 bytes)
 
 
 class PCALocality(Denoiser):
@@ -80,8 +80,8 @@ class PCALocality(Denoiser):
         if isinstance(plan, torch.Tensor):
             from .softmax_dense import masked_softmax_dense
 
-            chunk = DENSE_CHUNK.get(self.device.type, DENSE_CHUNK["cuda"])
-            out = masked_softmax_dense(zf, self.images, plan, c, chunk)
+            entries = DENSE_ENTRIES.get(self.device.type, DENSE_ENTRIES["cuda"])
+            out = masked_softmax_dense(zf, self.images, plan, c, max(1, entries // (zf.shape[0] * self.dim)))
         else:
             if self._pixels is None:
                 self._pixels = self.images.T.contiguous()  # [D, N]: the kernel reads images as columns

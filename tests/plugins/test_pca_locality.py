@@ -223,6 +223,20 @@ def test_compiled_and_dense_paths_agree_with_the_oracle_at_any_temperature():
         assert (dense.view_as(z) - oracle).abs().max().item() <= 1e-12
 
 
+def test_the_torch_path_cuda_takes_gives_the_compiled_paths_output(monkeypatch):
+    """Where numba is missing, and on CUDA, the denoiser takes the dense torch path: the same outputs."""
+    import pspc_pca_locality.denoiser as module
+
+    data = small_set(9)
+    z = torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(10))
+    t = torch.tensor([0.05, 0.05, 3.0, 40.0])
+    compiled = create_denoiser("pca_locality", dataset=data)(z, t)
+    monkeypatch.setattr(module, "_compiled_plan", lambda *args: None)
+    dense = create_denoiser("pca_locality", dataset=data)
+    assert isinstance(dense._plan(3.0), torch.Tensor)
+    assert (dense(z, t) - compiled).abs().max().item() <= 1e-6
+
+
 def test_each_latent_uses_its_own_t_and_the_batch_does_not_matter():
     data = small_set(3)
     den = create_denoiser("pca_locality", dataset=data)
