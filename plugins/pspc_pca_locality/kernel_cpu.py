@@ -144,22 +144,21 @@ def _softmax_sums(zu, pixels, order, parent, add_ptr, add_idx, sub_ptr, sub_idx,
     for task in numba.prange(B * n_ranges):
         b, r = task // n_ranges, task % n_ranges
         lo, hi = r * N // n_ranges, (r + 1) * N // n_ranges
-        e, d, xb = np.zeros(D * LANES), np.empty(D * LANES), np.empty(D * LANES)
+        e, d = np.zeros(D * LANES), np.empty(D * LANES)
         z = zu[b]
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
-            for n in range(D):  # this block's pixels and squared differences (lanes past w stay 0)
+            for n in range(D):  # this block's squared differences (lanes past w keep finite old values)
                 src, a, row = pixels[n, n0 : n0 + w], z[n], n * LANES
                 for lane in range(w):
-                    v = np.float64(src[lane])
-                    xb[row + lane] = v
-                    e[row + lane] = (v - a) * (v - a)
+                    v = np.float64(src[lane]) - a
+                    e[row + lane] = v * v
             for j in range(D):
                 m = order[j]
                 p = parent[m]
                 _tree_step(d, m * LANES, p * LANES if p >= 0 else -1, e, add_idx, add_ptr[j], add_ptr[j + 1],
                            sub_idx, sub_ptr[j], sub_ptr[j + 1])
-                _accumulate(d[m * LANES : m * LANES + w], xb[m * LANES : m * LANES + w], c, ref[b, r], s[b, r],
+                _accumulate(d[m * LANES : m * LANES + w], pixels[m, n0 : n0 + w], c, ref[b, r], s[b, r],
                             acc[b, r], m)
     return ref, s, acc
 
@@ -183,7 +182,7 @@ def _accumulate(dm, xm, c, ref, s, acc, m):
     for lane in range(len(dm)):
         u = _exp(c * (base - dm[lane]))
         total += u
-        weighted += u * xm[lane]
+        weighted += u * np.float64(xm[lane])
     s[m] += total
     acc[m] += weighted
 
