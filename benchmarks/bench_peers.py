@@ -4,8 +4,8 @@ pca_locality: 5 latents (the 5 horse32 test probes plus noise) against CIFAR-10 
 authors' reference setting), at the reference noise levels and over the 18-point EDM grid. Per level: the first
 call (the float64 mask and its plan are built, once per noise level) and later calls (median). The authors'
 figures are the ones stated for their code on this machine: 1.4 s per call for 5 latents (their code builds
-the mask in every call) plus 3.6 s of SVD once. Their code is not in ../shared/baselines, so they are NOT
-re-timed here.
+the mask in every call) plus 3.6 s of SVD once. Their code is not among the project's baselines, so they are
+NOT re-timed here.
 
 knn: k = 2048, n = 256 against the empirical denoiser on CIFAR-10 5k at 32x32 with x-flips (N = 10,000), the
 same latents, both timed in this run (median of repeats).

@@ -1,5 +1,5 @@
-"""Exactness tables of the peer denoisers against their authors' outputs (../shared/reference/peers) and our
-float64 oracles (tests/oracles.py): the numbers behind docs/pca_locality.md and docs/knn.md.
+"""Exactness tables of the peer denoisers against their authors' stored outputs (reference/peers beside the
+checkout) and our float64 oracles (tests/oracles.py): the numbers behind docs/pca_locality.md and docs/knn.md.
 
     python benchmarks/exactness_peers.py
 """
