@@ -24,7 +24,7 @@ from pspc_core.errors import ParameterError
 
 from .masks import MaskFile, locality_mask
 
-CACHED_LEVELS = 32  # masks kept (an 18-step Heun run visits 18 noise levels)
+CACHED_LEVELS = 20  # noise levels whose plans are kept (an 18-step run visits 18; ~10 MB each at 32x32)
 DENSE_ENTRIES = {"cpu": 1 << 22, "cuda": 1 << 25}  # latent×image×pixel entries per step of the dense path (×24 bytes)
 
 
