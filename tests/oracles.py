@@ -85,3 +85,50 @@ def pspc_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, masks
     if uncovered.any():
         out[:, :, uncovered] = empirical_direct(images_u8, z, t, chunk).flatten(2)[:, :, uncovered]
     return out.view_as(z)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Peer denoisers: PCA-locality (Lukoianov et al.) and the kNN estimator (Niedoba et al. 2024), literally.
+
+
+def wiener_mask_direct(images_u8: torch.Tensor, t: float, threshold: float) -> torch.Tensor:
+    """M[n, m] = 1{|W[n, m] / W[n, n]| ≥ τ max |W / diag W|}, W = Σ (Σ + t² I)⁻¹ with Σ the N-1 covariance
+    of the flattened images, by a dense float64 solve (no eigendecomposition)."""
+    x = images_u8.flatten(1).double() / 127.5 - 1
+    xc = x - x.mean(0)
+    cov = xc.T @ xc / (x.shape[0] - 1)
+    w = torch.linalg.solve(cov + t * t * torch.eye(cov.shape[0], dtype=torch.float64), cov)  # (Σ + t²)⁻¹Σ = W
+    ratio = (w / w.diagonal()[:, None]).abs()
+    return ratio >= threshold * ratio.max()
+
+
+def pca_locality_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, mask: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """D_m = Σ_k softmax_k(-Σ_n mask[n, m] (z_n - x_kn)² / 2t²T) x_km in float64, all N images at once: direct
+    squared differences [B, N, D] summed through the mask as a 0/1 matrix."""
+    x = images_u8.flatten(1).double() / 127.5 - 1
+    sq = (z.flatten(1).double()[:, None, :] - x[None]) ** 2  # [B, N, D]
+    w = torch.softmax(-(sq @ mask.double()) / (2 * t * t * temperature), dim=1)  # [B, N, D]: one softmax per m
+    return (w * x[None]).sum(1).view_as(z)
+
+
+def knn_estimate_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, k: int, draws) -> torch.Tensor:
+    """The kNN estimator for given draws (image indices per latent), literally and in float64: neighbours by
+    direct distances (ties: lower index), p_i = exp(-(d_i - d_1)/2t²), u = min p, Z = Σp + (N-k)u, q = p/Z on the
+    neighbours and u/Z elsewhere, w_j ∝ (c_j / q_j) exp(-d_j/2t²) over the distinct draws j (counts c_j)."""
+    x = images_u8.flatten(1).double() / 127.5 - 1
+    N = x.shape[0]
+    out = []
+    for b, mine in enumerate(draws):
+        d = ((z[b].flatten().double() - x) ** 2).sum(1)
+        neighbours = torch.sort(d, stable=True).indices[:k]
+        log_p = -(d - d[neighbours[0]]) / (2 * t * t)  # log p for every image; the neighbours' are the p_i
+        log_u = log_p[neighbours[-1]]
+        tail = log_u + torch.log(torch.tensor(float(N - k), dtype=torch.float64))  # log((N - k) u)
+        log_Z = torch.logsumexp(torch.cat([log_p[neighbours], tail[None]]), 0)
+        log_q = torch.full((N,), float(log_u - log_Z), dtype=torch.float64)
+        log_q[neighbours] = log_p[neighbours] - log_Z
+        index, counts = torch.unique(torch.as_tensor(mine), return_counts=True)
+        log_w = torch.log(counts.double()) - log_q[index] + log_p[index]  # log(c/q · π) + const
+        out.append(torch.softmax(log_w, 0) @ x[index])
+    return torch.stack(out).view_as(z)

@@ -11,6 +11,8 @@ def register_denoisers(register):
         params=[
             Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
             Param("rank", "int", None, "principal components kept (default: all); the rest collapse to the mean"),
+            Param("unbiased", "bool", False,
+                  "covariance divisor N - 1 instead of N (Lukoianov et al.'s Wiener filter)"),
         ],
         factory="pspc_gaussian.denoiser:GaussianDenoiser",
     )

@@ -1,0 +1,111 @@
+"""PCA-locality denoiser (Lukoianov et al., NeurIPS 2025): each output pixel-channel is an empirical posterior
+mean over the training set, with distances restricted to the pixels the Wiener filter ties to it:
+
+    D(z, t)_m = Σ_k softmax_k( -Σ_n M_t[n, m] (z_n - x_kn)² / (2t²T) ) x_km
+
+with M_t the thresholded, row-normalised Wiener filter of `masks.py`. The softmax runs over all N images at
+once (the authors' streaming version averages per-batch means, which is exact only for a single batch).
+
+Precision: masks in float64 (computed once per noise level and cached); distances and softmax in float64, so
+outputs are ~1e-13 from a float64 evaluation of the formula at every t, 0.002 included. On the CPU the sums run
+in a compiled kernel that exploits how alike the masks of neighbouring pixels are (`kernel_cpu.py`); elsewhere
+one float64 matrix product per chunk of images (`softmax_dense.py`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from pspc_core.dataset import Dataset
+from pspc_core.denoiser import Denoiser, split_by_t
+from pspc_core.errors import ParameterError
+
+from .masks import MaskFile, locality_mask
+
+CACHED_LEVELS = 20  # noise levels whose plans are kept (an 18-step run visits 18; ~10 MB each at 32x32)
+DENSE_ENTRIES = {"cpu": 1 << 22, "cuda": 1 << 25}  # latent×image×pixel entries per step of the dense path (×24 bytes)
+
+
+class PCALocality(Denoiser):
+    """PCA-locality denoiser.
+
+    dataset     : training set (N ≥ 2 images; x = v/127.5 - 1).
+    threshold   : τ in (0, 1]: entries of the row-normalised Wiener filter kept if at least τ of the largest.
+    temperature : T > 0, dividing the logits (T = 1: the posterior of the masked distances).
+    masks       : optional .npz with t [L] and masks [L, D, D] bool ([input, output]); the mask of the nearest t is
+                  used instead of computing one (to reproduce runs whose masks came from elsewhere).
+    """
+
+    def __init__(self, dataset: Dataset, threshold: float = 0.05, temperature: float = 1.0, masks: str | None = None):
+        if not 0 < threshold <= 1:
+            raise ParameterError(f"threshold τ = {threshold} is outside (0, 1]; use a fraction such as 0.05")
+        if not temperature > 0 or temperature == float("inf"):
+            raise ParameterError(f"temperature = {temperature} must be positive and finite; use 1 for the posterior")
+        if len(dataset) < 2:
+            raise ParameterError("pca_locality needs at least 2 training images (its covariance divides by N - 1)")
+        self.resolution, self.channels = dataset.resolution, dataset.channels
+        self.dim = self.channels * self.resolution**2
+        self.mask_file = MaskFile(masks, self.dim) if masks is not None else None
+        self.dataset = dataset
+        self.images = dataset.images.reshape(len(dataset), -1)  # uint8 [N, D]
+        self.threshold, self.temperature = float(threshold), float(temperature)
+        self._plans: OrderedDict = OrderedDict()
+        self._pixels = None
+
+    def to(self, device) -> "PCALocality":
+        super().to(device)
+        self.images = self.dataset.images.reshape(len(self.dataset), -1).to(self.device)
+        self._plans.clear()
+        self._pixels = None
+        return self
+
+    def mask(self, t: float) -> torch.Tensor:
+        """M_t [D, D] bool [input n, output m] (from the masks file if one was given)."""
+        if self.mask_file is not None:
+            return self.mask_file.mask(t)[1]
+        from pspc_gaussian.eigen import covariance_eigen
+
+        _, evals, vecs = covariance_eigen(self.dataset, ddof=1)
+        return locality_mask(evals, vecs, t, self.threshold)
+
+    def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return split_by_t(z, t, self._denoise_level)
+
+    def _denoise_level(self, z: torch.Tensor, t: float) -> torch.Tensor:
+        c = 1.0 / (2.0 * t * t * self.temperature)
+        zf = z.reshape(z.shape[0], -1).double()
+        plan = self._plan(t)
+        if isinstance(plan, torch.Tensor):
+            from .softmax_dense import masked_softmax_dense
+
+            entries = DENSE_ENTRIES.get(self.device.type, DENSE_ENTRIES["cuda"])
+            out = masked_softmax_dense(zf, self.images, plan, c, max(1, entries // (zf.shape[0] * self.dim)))
+        else:
+            if self._pixels is None:
+                self._pixels = self.images.T.contiguous()  # [D, N]: the kernel reads images as columns
+            out = plan(zf, self._pixels, c)
+        return out.to(torch.float32).view_as(z)
+
+    def _plan(self, t: float):
+        """What the sums need at this noise level, built once: the compiled CPU kernel's plan where numba
+        runs, else the mask itself."""
+        key = self.mask_file.mask(t)[0] if self.mask_file is not None else float(t)
+        if key not in self._plans:
+            mask = self.mask(t)
+            plan = _compiled_plan(mask, self.channels, self.resolution) if self.device.type == "cpu" else None
+            self._plans[key] = plan if plan is not None else mask.to(self.device)
+            if len(self._plans) > CACHED_LEVELS:
+                self._plans.popitem(last=False)
+        self._plans.move_to_end(key)
+        return self._plans[key]
+
+
+def _compiled_plan(mask: torch.Tensor, channels: int, resolution: int):
+    """The compiled CPU kernel's plan for this mask; None where numba cannot be imported."""
+    try:
+        from .kernel_cpu import MaskPlan
+    except ImportError:
+        return None
+    return MaskPlan(mask, channels, resolution)

@@ -1,0 +1,20 @@
+"""Registers `pca_locality`. Imports nothing heavy: the implementation loads when the denoiser is created."""
+
+from pspc_core import REQUIRED, Param, hookimpl
+
+
+@hookimpl
+def register_denoisers(register):
+    register(
+        "pca_locality",
+        summary="PCA-locality: per-pixel posteriors over the pixels the Wiener filter ties to it (Lukoianov et al.)",
+        params=[
+            Param("dataset", "dataset", REQUIRED, "training set: dataset object, path or builtin name"),
+            Param("threshold", "float", 0.05, "τ in (0, 1]: keep Wiener-filter entries ≥ τ of the largest "
+                                              "(row-normalised)"),
+            Param("temperature", "float", 1.0, "T > 0 dividing the logits (1: the posterior of masked distances)"),
+            Param("masks", "path", None, ".npz with t [L] and masks [L, D, D] bool [input, output], used at the "
+                                         "nearest t (default: computed in float64 per noise level)"),
+        ],
+        factory="pspc_pca_locality.denoiser:PCALocality",
+    )

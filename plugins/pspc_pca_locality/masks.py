@@ -1,0 +1,83 @@
+"""PCA-locality masks: which input pixel-channels n enter the distance of output pixel-channel m at noise level t.
+
+With the training set's covariance (divisor N - 1) = V diag(λ) Vᵀ, the Wiener filter at t is
+W_t = V diag(λ / (λ + t²)) Vᵀ, and
+
+    M_t[n, m] = 1{ |W[n, m] / W[n, n]| ≥ τ · max_{n', m'} |W[n', m'] / W[n', n']| }      (D x D, D = C·R²)
+
+(row n normalised by its own diagonal, one threshold for the whole matrix; column m serves output m).
+
+Everything is float64, from the eigendecomposition the Gaussian denoiser shares (through the N x N Gram matrix
+when N < D). The authors binarise a float32 SVD instead; near the threshold the two disagree, and at small t
+their float32 null-space eigenvalues (~1e-6 instead of 0, next to t² = 1e-4) move the ratios by up to ~0.1,
+so their masks are machine-dependent there. A pixel n with W[n, n] = 0 (constant over the training set) has an
+empty row: its term would be the same for every training image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pspc_core.dataset import Dataset
+from pspc_core.errors import ParameterError, ShapeError
+from pspc_core.schedule import nearest_index
+
+# W[n, n] below this fraction of the largest diagonal is a constant pixel (float64 leaves ~1e-17 there)
+ZERO_VARIANCE = 1e-12
+
+
+def wiener_ratio(evals: torch.Tensor, vecs: torch.Tensor, t: float) -> torch.Tensor:
+    """W[n, m] / W[n, n] [D, D] float64, rows of constant pixels set to 0."""
+    shrink = evals / (evals + t * t)
+    w = (vecs * shrink) @ vecs.T
+    diag = w.diagonal().clone()
+    constant = diag <= diag.max() * ZERO_VARIANCE
+    w /= torch.where(constant, torch.ones_like(diag), diag)[:, None]
+    w[constant] = 0
+    return w
+
+
+def locality_mask(evals: torch.Tensor, vecs: torch.Tensor, t: float, threshold: float) -> torch.Tensor:
+    """M_t [D, D] bool, indexed [input n, output m]."""
+    ratio = wiener_ratio(evals, vecs, t).abs_()
+    return ratio >= threshold * ratio.max()
+
+
+class MaskFile:
+    """Masks given in a file (`.npz` with `t` [L] and `masks` [L, D, D] bool): the nearest t's mask is used."""
+
+    def __init__(self, path, dim: int):
+        path = Path(path)
+        if not path.is_file():
+            raise ParameterError(f"masks file {path} does not exist; pass an .npz with t [L] and masks [L, D, D] "
+                                 "bool, or omit masks to compute them")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in ("t", "masks") if k in f.files}
+        except (ValueError, OSError) as exc:
+            raise ParameterError(f"masks file {path} is not a readable .npz ({exc}); re-save it with numpy.savez")
+        missing = [k for k in ("t", "masks") if k not in arrays]
+        if missing:
+            raise ParameterError(f"masks file {path} lacks {', '.join(missing)}; store t [L] and masks [L, D, D]")
+        t, masks = arrays["t"], arrays["masks"]
+        if masks.dtype != np.bool_:
+            raise ShapeError(f"masks in {path} are {masks.dtype}; store them as bool")
+        if masks.ndim != 3 or masks.shape[1:] != (dim, dim) or t.shape != (masks.shape[0],) or len(t) == 0:
+            raise ShapeError(f"masks file {path} holds t {t.shape} and masks {masks.shape}, but this data needs "
+                             f"t [L] and masks [L, {dim}, {dim}] (D = C·R²); use masks made for this resolution")
+        if not np.isfinite(t).all():
+            raise ParameterError(f"masks file {path} holds a non-finite t; store the noise level of every mask")
+        self.t = torch.from_numpy(t.astype(np.float64))
+        self.masks = torch.from_numpy(masks)
+
+    def mask(self, t: float) -> tuple[float, torch.Tensor]:
+        """(the file's noise level nearest to t, its mask)."""
+        i = nearest_index(self.t, t)
+        return float(self.t[i]), self.masks[i]
+
+
+def n_dims(dataset: Dataset) -> int:
+    return dataset.channels * dataset.resolution**2
