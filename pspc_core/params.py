@@ -83,6 +83,8 @@ def _to_list(item):
         if isinstance(v, str):
             text = v.strip()
             v = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s.strip()]
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v]  # one value: a list of one (a schedule's "every t")
         if not isinstance(v, (list, tuple)) and not hasattr(v, "tolist"):
             raise ValueError("not a list")
         values = v.tolist() if hasattr(v, "tolist") else list(v)

@@ -21,6 +21,7 @@ import torch
 from pspc_core.dataset import Dataset
 from pspc_core.denoiser import Denoiser, split_by_t
 from pspc_core.errors import ParameterError
+from pspc_core.schedule import GridSchedule
 
 from .masks import MaskFile, locality_mask
 
@@ -32,15 +33,22 @@ class PCALocality(Denoiser):
     """PCA-locality denoiser.
 
     dataset     : training set (N ≥ 2 images; x = v/127.5 - 1).
-    threshold   : τ in (0, 1]: entries of the row-normalised Wiener filter kept if at least τ of the largest.
+    threshold   : τ in (0, 1]: entries of the row-normalised Wiener filter kept if at least τ of the largest;
+                  one value for every t, or a schedule of values on its own grid (`t_grid`, or the EDM grid
+                  t_min, t_max, rho of that many points; the nearest grid point to t picks τ), as fitted by
+                  `pspc calibrate`.
     temperature : T > 0, dividing the logits (T = 1: the posterior of the masked distances).
     masks       : optional .npz with t [L] and masks [L, D, D] bool ([input, output]); the mask of the nearest t is
                   used instead of computing one (to reproduce runs whose masks came from elsewhere).
     """
 
-    def __init__(self, dataset: Dataset, threshold: float = 0.05, temperature: float = 1.0, masks: str | None = None):
-        if not 0 < threshold <= 1:
-            raise ParameterError(f"threshold τ = {threshold} is outside (0, 1]; use a fraction such as 0.05")
+    def __init__(self, dataset: Dataset, threshold=0.05, temperature: float = 1.0, masks: str | None = None,
+                 t_grid=None, t_min: float = 0.002, t_max: float = 80.0, rho: float = 7.0):
+        taus = [float(v) for v in threshold] if isinstance(threshold, (list, tuple)) else [float(threshold)]
+        bad = [v for v in taus if not 0 < v <= 1]
+        if bad:
+            raise ParameterError(f"threshold τ = {bad[0]} is outside (0, 1]; use a fraction such as 0.05")
+        self.schedule = GridSchedule(taus, t_grid, t_min, t_max, rho, name="threshold")
         if not temperature > 0 or temperature == float("inf"):
             raise ParameterError(f"temperature = {temperature} must be positive and finite; use 1 for the posterior")
         if len(dataset) < 2:
@@ -50,7 +58,7 @@ class PCALocality(Denoiser):
         self.mask_file = MaskFile(masks, self.dim) if masks is not None else None
         self.dataset = dataset
         self.images = dataset.images.reshape(len(dataset), -1)  # uint8 [N, D]
-        self.threshold, self.temperature = float(threshold), float(temperature)
+        self.temperature = float(temperature)
         self._plans: OrderedDict = OrderedDict()
         self._pixels = None
 
@@ -68,7 +76,7 @@ class PCALocality(Denoiser):
         from pspc_gaussian.eigen import covariance_eigen
 
         _, evals, vecs = covariance_eigen(self.dataset, ddof=1)
-        return locality_mask(evals, vecs, t, self.threshold)
+        return locality_mask(evals, vecs, t, self.schedule.value(t))
 
     def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return split_by_t(z, t, self._denoise_level)

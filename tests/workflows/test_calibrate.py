@@ -107,3 +107,21 @@ def test_flex_masses_are_calibrated_on_a_grid_of_their_own(capsys, tmp_path):
     preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_flex_calibrated"]
     assert len(preset["params"]["thresholds"]) == 4 and set(preset["params"]["thresholds"]) <= {0.2, 0.6, 1.0}
     assert preset["params"]["heatmaps"] == str(heatmaps)
+
+
+def test_pca_locality_thresholds_are_recovered_as_a_schedule(capsys, tmp_path):
+    registry = tmp_path / "truth.toml"
+    registry.write_text('[presets.taus]\ndenoiser = "pca_locality"\n'
+                        'params = { threshold = [1.0, 0.1, 0.02, 0.3], t_min = 0.05, t_max = 2.0 }\n')
+    out = tmp_path / "cal"
+    code, _, err = pspc(capsys, "calibrate", "-r", "taus", "-d", "pca_locality", "--registry", registry,
+                        "--candidates", "0.02,0.1,0.3,1", "--n-samples", 2, "-o", out, *GRID, *SMALL)
+    assert code == 0, err
+    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pca_locality_calibrated"]
+    rows = [line.split(",") for line in (out / "calibration.csv").read_text().splitlines()[1:]]
+    zero = {(int(r[1]), float(r[3])) for r in rows if float(r[4]) == 0}  # (t index, τ) giving the truth's outputs
+    truth = [1.0, 0.1, 0.02, 0.3]
+    assert all((k, tau) in zero for k, tau in enumerate(truth))  # the truth is an optimum at every t ...
+    assert all((k, tau) in zero for k, tau in enumerate(preset["params"]["threshold"]))  # ... and so is the fit
+    unique = [k for k in range(4) if sum(1 for kk, _ in zero if kk == k) == 1]
+    assert unique and all(preset["params"]["threshold"][k] == truth[k] for k in unique)
