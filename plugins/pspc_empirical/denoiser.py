@@ -12,6 +12,7 @@ running maximum, so memory is bounded by `chunk_size` whatever N is.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pspc_core.dataset import Dataset
@@ -43,7 +44,7 @@ class EmpiricalDenoiser(Denoiser):
             u, h = sliced.int8_images(self.dataset)
             out = sliced.denoise(z, t, u, h, self.chunk_size)
             if out is not None:
-                return out.to(torch.float32).view_as(z)
+                return torch.from_numpy(out.astype(np.float32)).view_as(z)
         return self._denoise_float64(z, t)
 
     def _denoise_float64(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
