@@ -11,7 +11,7 @@ The child process gets
 * glibc's allocator kept from returning memory (`MALLOC_*` below): the paper's code is several times faster so.
 
     with Baseline("pspc-paper", setup="from pspc.denoisers import EmpiricalDenoiser; ...") as paper:
-        paper.run("den = EmpiricalDenoiser(ds)")              # once; seconds come back
+        paper.run("den = EmpiricalDenoiser(ds)")              # once; res.seconds, res.peak_mib (RSS growth)
         res = paper.call("den(z, t)", z=z, t=t)               # res.output (numpy), res.seconds, res.peak_mib
 
 `setup` and `run` execute statements in one namespace (which keeps what they define); `call` evaluates an
@@ -69,9 +69,10 @@ class Baseline:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env, cwd=str(folder))
         self.run(setup)
 
-    def run(self, statements: str) -> float:
-        """Execute statements in the child's namespace; returns their wall-clock seconds."""
-        return self._ask(("run", statements, {})).seconds
+    def run(self, statements: str) -> Result:
+        """Execute statements in the child's namespace: their wall-clock seconds, and in `peak_mib` how much the
+        child's resident memory grew (what they keep, such as a dataset or a decomposition)."""
+        return self._ask(("run", statements, {}))
 
     def call(self, expression: str, **inputs) -> Result:
         """Evaluate `expression` on `inputs` (numpy arrays or tensors, tensors in the child); time it alone."""
@@ -165,9 +166,11 @@ def _child(folder: str, stubs: str, threads: int) -> None:
             return
         try:
             if kind == "run":
+                before = _status_kib("VmRSS")
                 start = time.perf_counter()
                 exec(code, space)
-                _send(outbox, ("ok", (None, time.perf_counter() - start, float("nan"))))
+                seconds = time.perf_counter() - start
+                _send(outbox, ("ok", (None, seconds, (_status_kib("VmRSS") - before) / 1024)))
             else:
                 args = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
                 local = dict(space, **args)
