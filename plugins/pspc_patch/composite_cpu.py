@@ -70,14 +70,17 @@ def _float_from_bits(typingctx, bits):
 @numba.njit(fastmath=FLAGS)
 def _exp(a):
     """exp(a) for LOW ≤ a ≤ HIGH (clamped): 2^n · e^r with |r| ≤ ln2/2 and e^r by its Taylor series to r^11
-    (relative error ~1e-14), 2^n built from its exponent bits."""
+    (relative error ~1e-14), evaluated in Estrin's scheme (short dependency chains), 2^n built from its exponent
+    bits."""
     a = min(max(a, LOW), HIGH)
     n = math.floor(a * LOG2E + 0.5)
     r = a - n * LN2
-    p = _INV_FACT[11]
-    for i in range(10, -1, -1):
-        p = p * r + _INV_FACT[i]
-    return p * _float_from_bits((np.int64(n) + 1023) << 52)
+    r2 = r * r
+    r4 = r2 * r2
+    p03 = (1.0 + r) + r2 * (0.5 + r * _INV_FACT[3])
+    p47 = (_INV_FACT[4] + r * _INV_FACT[5]) + r2 * (_INV_FACT[6] + r * _INV_FACT[7])
+    p8b = (_INV_FACT[8] + r * _INV_FACT[9]) + r2 * (_INV_FACT[10] + r * _INV_FACT[11])
+    return (p03 + r4 * (p47 + r4 * p8b)) * _float_from_bits((np.int64(n) + 1023) << 52)
 
 
 @numba.njit
@@ -376,13 +379,19 @@ def _members(crops):
     return ptr, index[keep].numpy().astype(np.int64), crops.multiplicity.cpu().numpy()
 
 
-def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
-    """Σ_{C∋p} mult_C Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage)
-    for latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, crops (BoxCrops or MaskCrops) and the logit
-    scale c of uint8 units (ℓ = -c · d)."""
+def _uint8_units(z: torch.Tensor) -> np.ndarray:
+    """z' = (z + 1)·127.5 [B, C, R²] float64 (numpy: no multi-threaded torch step around the kernels)."""
+    B, C = z.shape[:2]
+    return (z.detach().reshape(B, C, -1).numpy().astype(np.float64) + 1.0) * UNIT
+
+
+def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarray:
+    """Σ_{C∋p} mult_C Σ_n w_{bnC} x_{ncp} [B, C, P] float64 numpy (x in data units; the caller divides by the
+    coverage) for latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, crops (BoxCrops or MaskCrops) and
+    the logit scale c of uint8 units (ℓ = -c · d)."""
     B, C, R, _ = z.shape
     P, N = R * R, pixels.shape[2]
-    zu = z.detach().reshape(B, C, P).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
+    zu = _uint8_units(z)  # z' (uint8 units)
     x = pixels.numpy()
     k = getattr(crops, "k", 1)
     ptr, members, mult = _members(crops)
@@ -396,7 +405,7 @@ def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Te
     log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all tasks
     out = _pass2(zu, x, R, k, ptr, members, mult, c, ref, log_s, n_tasks).sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
-    return torch.from_numpy(out / UNIT - cov)  # Σ_n W (x / 127.5 - 1)
+    return out / UNIT - cov  # Σ_n W (x / 127.5 - 1)
 
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
@@ -439,22 +448,24 @@ def _one_pass(zu, pixels, R, k, c, n_ranges):
     return ref, s, acc
 
 
-def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
-    """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage), as
-    `two_pass`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
+def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarray:
+    """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 numpy (x in data units; the caller divides by the coverage),
+    as `two_pass`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
     B, C, R, _ = z.shape
-    zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
+    k, nW = crops.k, R - crops.k + 1
+    zu = _uint8_units(z)  # z' (uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[2] // LANES)))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     _ready(_one_pass, np.zeros((1, C, R * R)), np.zeros((C, R * R, 1), np.uint8), R, 1, 1.0, 1)
-    ref, s, acc = _one_pass(zu, pixels.numpy(), R, crops.k, c, n_ranges)
+    ref, s, acc = _one_pass(zu, pixels.numpy(), R, k, c, n_ranges)
     scale = np.exp(c * (ref.min(1, keepdims=True) - ref))  # every range holds images: every ref is a distance
     est = (acc * scale[..., None, None]).sum(1) / (s * scale).sum(1)[..., None, None]  # [B, K, k², C] Σ w x
-    K, S = est.shape[1], est.shape[2]
-    out = torch.zeros(B, C, R * R, dtype=torch.float64)
-    values = torch.from_numpy(est).permute(0, 3, 1, 2).reshape(B, C, K * S)
-    out.index_add_(2, crops.pixel_index.cpu().flatten(), values)
-    return out / UNIT - crops.coverage.cpu()  # Σ_{C∋p} (Σ_n w x / 127.5 - 1): each crop's weights sum to 1
+    est = est.reshape(B, nW, nW, k, k, C)  # crop (u, v), offset (i, j) inside it
+    out = np.zeros((B, C, R, R))
+    for i in range(k):
+        for j in range(k):  # pixel (u + i, v + j) of crop (u, v)
+            out[:, :, i : i + nW, j : j + nW] += est[:, :, :, i, j].transpose(0, 3, 1, 2)
+    return out.reshape(B, C, R * R) / UNIT - crops.coverage.cpu().numpy()  # each crop's weights sum to 1
 
 
 def kernel_for(crops):

@@ -33,7 +33,7 @@ def kernel(request):
     def run(images, z, t, k):
         crops = BoxCrops(images.shape[-1], k)
         c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
-        out = KERNELS[request.param](z, composite.pixels_first(images), crops, c)
+        out = torch.from_numpy(KERNELS[request.param](z, composite.pixels_first(images), crops, c))
         return (out / crops.coverage).view_as(z)
 
     return run
@@ -140,7 +140,7 @@ def test_masks_match_the_float64_oracle(t):
     masks = _masks(8, seed=9)
     crops = MaskCrops(masks)
     c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
-    out = composite_cpu.two_pass(z, composite.pixels_first(images), crops, c).view(3, 3, 8, 8)
+    out = torch.from_numpy(composite_cpu.two_pass(z, composite.pixels_first(images), crops, c)).view(3, 3, 8, 8)
     covered = crops.coverage.view(8, 8) > 0
     assert not covered[0, 0] and not covered[7, 7]
     ref = pspc_direct(images, z, torch.full((3,), t, dtype=torch.float64), masks)
