@@ -54,6 +54,10 @@ class BaselineError(RuntimeError):
     pass
 
 
+class BaselineTimeout(BaselineError):
+    """A call ran past its timeout; the child was killed (its state is gone: start a new Baseline)."""
+
+
 class Baseline:
     """A child process holding one baseline's code; requests go one at a time (see the module docstring)."""
 
@@ -74,9 +78,10 @@ class Baseline:
         child's resident memory grew (what they keep, such as a dataset or a decomposition)."""
         return self._ask(("run", statements, {}))
 
-    def call(self, expression: str, **inputs) -> Result:
-        """Evaluate `expression` on `inputs` (numpy arrays or tensors, tensors in the child); time it alone."""
-        return self._ask(("call", expression, {k: _to_numpy(v) for k, v in inputs.items()}))
+    def call(self, expression: str, timeout: float | None = None, **inputs) -> Result:
+        """Evaluate `expression` on `inputs` (numpy arrays or tensors, tensors in the child); time it alone.
+        Past `timeout` seconds the child is killed and BaselineTimeout raised."""
+        return self._ask(("call", expression, {k: _to_numpy(v) for k, v in inputs.items()}), timeout)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -93,9 +98,17 @@ class Baseline:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _ask(self, request) -> Result:
+    def _ask(self, request, timeout: float | None = None) -> Result:
         try:
             _send(self._proc.stdin, request)
+            if timeout is not None:
+                import select
+
+                ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
+                if not ready:
+                    self._proc.kill()
+                    self._proc.wait()
+                    raise BaselineTimeout(f"baseline {self.name}: no answer within {timeout:g} s (child killed)")
             kind, payload = _receive(self._proc.stdout)
         except (OSError, EOFError, struct.error):
             raise BaselineError(f"baseline {self.name}: the child process died (exit code {self._proc.poll()})") from None

@@ -40,7 +40,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from baseline import Baseline, available  # noqa: E402
+from baseline import Baseline, BaselineTimeout, available  # noqa: E402
 
 SHARED = HERE.parents[1] / "shared"
 DATA32 = SHARED / "data" / "cifar10-train-5k-32.zip"
@@ -80,6 +80,38 @@ from pspc.dataset import ImageFolderDataset
 from pspc.denoisers import (EmpiricalDenoiser, GaussianDenoiser, PSPCSquareDenoiser, PSPCFlexDenoiser,
                             CIFAR_THRESHOLD_SCHEDULE)
 """
+
+
+class PaperSide:
+    """The paper's code in its own process (`baseline.py`), restarted (its setup replayed) after a call that ran
+    past the timeout was killed."""
+
+    def __init__(self, threads: int, setup: str):
+        self.threads, self.history, self.proc = threads, [setup], None
+        self._start()
+
+    def _start(self):
+        self.proc = Baseline("pspc-paper", setup=self.history[0], threads=self.threads)
+        for statements in self.history[1:]:
+            self.proc.run(statements)
+
+    def run(self, statements: str):
+        self.history.append(statements)
+        return self.proc.run(statements)
+
+    def forget(self, statements: str) -> None:
+        self.history = [h for h in self.history if h != statements]
+
+    def call(self, expression: str, timeout: float, **inputs):
+        """The call's Result, or None when it ran past `timeout` (the process is restarted for what follows)."""
+        try:
+            return self.proc.call(expression, timeout=timeout, **inputs)
+        except BaselineTimeout:
+            self._start()
+            return None
+
+    def close(self) -> None:
+        self.proc.close()
 
 
 def honest_rss() -> None:
@@ -177,18 +209,26 @@ def run_case(case: Case, batch: int, data, den, paper, args) -> dict:
         row["ours_mib"] = max(row["ours_mib"], mib)
         if paper is None:
             return
-        res = paper_result or paper.call(call, z=z, t=t)
+        res = paper_result or paper.call(call, args.call_timeout, z=z, t=t)
+        if res is None:
+            row["paper_timeout"] = args.call_timeout
+            return
         row["paper"].append(res.seconds)
         row["paper_mib"] = res.peak_mib if np.isnan(row["paper_mib"]) else max(row["paper_mib"], res.peak_mib)
         row["diff"] = (out - torch.from_numpy(res.output)).abs().max().item()
 
     if paper is not None:
-        first = paper.call(call, z=z, t=t)  # warm-up (allocator, caches); it counts as a round when slow
-        if first.seconds > args.budget / (args.rounds + 1):
+        first = paper.call(call, args.call_timeout, z=z, t=t)  # warm-up; it counts as a round when slow
+        if first is None:
+            row["paper_timeout"] = args.call_timeout
+        elif first.seconds > args.budget / (args.rounds + 1):
             one_round(first)
     while len(row["ours"]) < args.rounds:
-        if row["paper"] and sum(row["paper"]) + row["paper"][-1] > args.budget:
-            break
+        if "paper_timeout" in row or (row["paper"] and sum(row["paper"]) + row["paper"][-1] > args.budget):
+            out, s, mib = timed_ours(den, z, t)  # ours alone from here
+            row["ours"].append(s)
+            row["ours_mib"] = max(row["ours_mib"], mib)
+            continue
         one_round()
     return row
 
@@ -197,18 +237,25 @@ def fmt_row(row) -> str:
     case = row["case"]
     ours = statistics.median(row["ours"])
     text = f"{case.name:<10} {case.label:<9} {case.t:>8.4g} {row['batch']:>4} {ours:>9.4f}"
+    floor = "" if case.floor is None else f"{case.floor:g}x"
     if row["paper"]:
         ratios = [p / o for p, o in zip(row["paper"], row["ours"])]
         r = statistics.median(ratios)
-        floor = "" if case.floor is None else f"{case.floor:g}x"
         ok = "" if case.floor is None else ("ok" if r >= case.floor else "BELOW")
         text += (f" {statistics.median(row['paper']):>9.3f} {r:>8.1f}x {min(ratios):>7.1f}-{max(ratios):<7.1f}"
                  f" {len(ratios):>2} {row.get('diff', float('nan')):>9.1e} {row['ours_mib']:>7.0f} "
                  f"{row['paper_mib']:>7.0f} {floor:>5} {ok}")
+    elif "paper_timeout" in row:
+        bound = row["paper_timeout"] / ours
+        ok = "" if case.floor is None else ("ok" if bound >= case.floor else "?")
+        text += (f" {'>' + format(row['paper_timeout'], 'g'):>9} {'>' + format(bound, '.0f'):>8}x {'':>15} {0:>2}"
+                 f" {'':>9} {row['ours_mib']:>7.0f} {'':>7} {floor:>5} {ok}")
     else:
         text += f" {'':>9} {'':>9} {'':>15} {len(row['ours']):>2} {'':>9} {row['ours_mib']:>7.0f}"
     if "note" in row:
         text += f"  ({row['note']})"
+    if "paper_timeout" in row and row["paper"]:
+        text += f"  (a later paper call ran past {row['paper_timeout']:g} s)"
     return text
 
 
@@ -218,7 +265,9 @@ def main() -> None:
     ap.add_argument("--batches", default="10,100", help="latents per call")
     ap.add_argument("--rounds", type=int, default=3, help="alternating timed calls per case (median reported)")
     ap.add_argument("--threads", type=int, default=2, help="torch (and numba) threads, the same for both")
-    ap.add_argument("--budget", type=float, default=400.0, help="seconds of the paper's calls per case")
+    ap.add_argument("--budget", type=float, default=300.0, help="seconds of the paper's calls per case and batch")
+    ap.add_argument("--call-timeout", type=float, default=300.0,
+                    help="a paper call running longer is stopped; its ratio is then a lower bound (>)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     honest_rss()
@@ -244,8 +293,7 @@ def main() -> None:
         paper = None
         if with_paper:
             zip_path = DATA32 if res == 32 else DATA16
-            paper = Baseline("pspc-paper", setup=PAPER_IMPORTS + f"\nHEATMAPS = {str(HEATMAPS16)!r}\n",
-                             threads=args.threads)
+            paper = PaperSide(args.threads, PAPER_IMPORTS + f"\nHEATMAPS = {str(HEATMAPS16)!r}\n")
             load = paper.run(f"ds = ImageFolderDataset({str(zip_path)!r}, xflip=True)")
             print(f"  data {res}x{res}: {data.describe()} ({Path(str(data.source)).name}); paper's dataset "
                   f"object {load.seconds:.1f} s")
@@ -261,7 +309,9 @@ def main() -> None:
                     rows.append(row)
                     print(fmt_row(row), flush=True)
                 if paper is not None:
+                    paper.forget(case.paper)
                     paper.run("del den; import gc; gc.collect()")
+                    paper.forget("del den; import gc; gc.collect()")
         finally:
             if paper is not None:
                 paper.close()
