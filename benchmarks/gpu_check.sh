@@ -13,6 +13,4 @@ export PYTHONPATH="$PWD:$PWD/cli:$PWD/plugins:$SITE"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" || exit 3
 step() { echo; echo "== $1"; shift; timeout "$@" || echo "(step ended with status $?)"; }
 step "CUDA correctness" 90 python3 benchmarks/gpu_correctness.py --shared "$SHARED"
-step "PSPC, 10 latents vs 100,000 random 32x32 images" 150 python3 benchmarks/bench_pspc.py --device cuda --n-images 100000 --random --oracle-images 2000 --repeats 3
-step "empirical, 100 latents vs 100,000 images" 80 python3 benchmarks/bench_empirical.py --device cuda --images 100000
 step "pspc compare throughput, 32 latents x 18 levels vs 100,000 images" 150 python3 benchmarks/bench_compare.py --device cuda --images 100000 --latents 32

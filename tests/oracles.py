@@ -1,7 +1,8 @@
-"""Slow, obviously-right implementations kept as test oracles (and benchmark baselines).
+"""Slow, obviously-right implementations kept as correctness oracles (run them in float64).
 
 They follow the paper's formulation literally: squared differences computed directly (no expansion), a
-streaming softmax over chunks of 100 training images, and for PSPC one posterior per crop.
+streaming softmax over chunks of 100 training images, and for PSPC one posterior per crop. They are not a speed
+yardstick: speed is measured against the authors' own code (benchmarks/bench_speed.py).
 """
 
 from __future__ import annotations

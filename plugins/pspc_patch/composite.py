@@ -29,7 +29,7 @@ t = 0.002). The torch passes here serve CUDA, and CPUs where numba cannot be imp
 
 from __future__ import annotations
 
-
+import numpy as np
 import torch
 
 from pspc_core.denoiser import Denoiser, split_by_t
@@ -59,8 +59,11 @@ def patch_composite(z: torch.Tensor, t: float, pixels: torch.Tensor, images: tor
 
     if z.device.type == "cpu" and (kernel := _compiled_kernel(crops)) is not None:
         out = kernel(z, pixels, crops, c)  # every t: exact, and about as fast as the torch pass 1 alone
-    elif (entries := _near_entries(_uint8_units(z, torch.float32), pixels, crops, c, chunk_size,
-                                   ENTRY_BUDGET // crops.max_size)) is not None:
+        cov = crops.coverage.cpu().numpy()
+        out /= np.where(cov > 0, cov, 1.0)  # numpy: no multi-threaded torch step on a loaded machine
+        return torch.from_numpy(out.reshape(B, C, R, R).astype(np.float32))
+    if (entries := _near_entries(_uint8_units(z, torch.float32), pixels, crops, c, chunk_size,
+                                 ENTRY_BUDGET // crops.max_size)) is not None:
         out = _exact_composite(z, t, images, crops, *entries)
     else:
         z64 = _uint8_units(z, F64)  # exact

@@ -20,8 +20,13 @@ Two strategies, the same numbers:
   into the images.
 * `one_pass_square` (square crops, k ≤ ONE_PASS_MAX_K): each crop accumulates its own Σ_n exp(c·(ref - d_n))
   x_{n,C} (k²·C values), cheaper than a second pass while k²·C is small; the composite is assembled at the end.
+  For k = 3 (the paper's schedule at small t) `_one_pass3` fuses the row-by-row distance sums, the weights and
+  the accumulators while three pixel rows are in cache, and sweeps three adjacent crops at once (1.2-1.3x the
+  generic pass, measured on one thread).
 Work is split into tasks over image ranges (and latents), their number fixed by N and the batch size alone, each
-with its own sums, merged in order: results do not depend on the thread count.
+with its own sums, merged in order: results do not depend on the thread count. Tasks are handed out one at a time
+to torch's thread count of Python threads running the GIL-free kernels: on a shared machine a descheduled thread
+holds up one task, not a fixed share of the work.
 
 One file on purpose: numba's on-disk cache is invalidated only by changes to the file that defines a cached
 function, so helpers shared by cached kernels must live beside them.
@@ -46,7 +51,7 @@ from .crops import BoxCrops
 LANES = 128  # images per block (SIMD lanes run over them); working set ~1.5 MB at 32x32: a core's L2
 TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
 TASK_TARGET = 16  # latent × image-range tasks (one pass), at least, whatever the thread count
-ONE_PASS_MAX_K = 2  # k²·C = 12 multiply-adds per weight beat a second pass (1.5x); at k = 3 (27) they tie
+ONE_PASS_MAX_K = 3  # k²·C multiply-adds per weight against a second pass: 1.5x at k = 2, 1.2-1.3x at k = 3 (fused)
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
 BIG = 1e300  # "no minimum yet" (finite: comparisons stay cheap to vectorise)
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
@@ -70,14 +75,17 @@ def _float_from_bits(typingctx, bits):
 @numba.njit(fastmath=FLAGS)
 def _exp(a):
     """exp(a) for LOW ≤ a ≤ HIGH (clamped): 2^n · e^r with |r| ≤ ln2/2 and e^r by its Taylor series to r^11
-    (relative error ~1e-14), 2^n built from its exponent bits."""
+    (relative error ~1e-14), evaluated in Estrin's scheme (short dependency chains), 2^n built from its exponent
+    bits."""
     a = min(max(a, LOW), HIGH)
     n = math.floor(a * LOG2E + 0.5)
     r = a - n * LN2
-    p = _INV_FACT[11]
-    for i in range(10, -1, -1):
-        p = p * r + _INV_FACT[i]
-    return p * _float_from_bits((np.int64(n) + 1023) << 52)
+    r2 = r * r
+    r4 = r2 * r2
+    p03 = (1.0 + r) + r2 * (0.5 + r * _INV_FACT[3])
+    p47 = (_INV_FACT[4] + r * _INV_FACT[5]) + r2 * (_INV_FACT[6] + r * _INV_FACT[7])
+    p8b = (_INV_FACT[8] + r * _INV_FACT[9]) + r2 * (_INV_FACT[10] + r * _INV_FACT[11])
+    return (p03 + r4 * (p47 + r4 * p8b)) * _float_from_bits((np.int64(n) + 1023) << 52)
 
 
 @numba.njit
@@ -183,15 +191,14 @@ def _task_range(task, n_tasks, N):
     return task * N // n_tasks, (task + 1) * N // n_tasks
 
 
-@numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _pass1(zu, pixels, R, k, ptr, members, c, n_tasks):
-    """Per task, latent and crop: the reference distance ref and s = Σ_n exp(c·(ref - d_n))."""
+@numba.njit(nogil=True, fastmath=FLAGS, cache=True)
+def _pass1(zu, pixels, R, k, ptr, members, c, n_tasks, first, last, ref, s):
+    """Tasks first .. last-1: per task, latent and crop the reference distance ref and s = Σ_n exp(c·(ref - d_n))
+    (ref [n_tasks, B, K] filled with BIG and s with 0 by the caller)."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     K = _n_crops(R, k, ptr)
-    ref = np.full((n_tasks, B, K), BIG)
-    s = np.zeros((n_tasks, B, K))
-    for task in numba.prange(n_tasks):
+    for task in range(first, last):
         lo, hi = _task_range(task, n_tasks, N)
         xb, col, d, ring, u = _buffers(C, P, R, k, K, len(ptr) > 0)
         for n0 in range(lo, hi, LANES):
@@ -206,7 +213,6 @@ def _pass1(zu, pixels, R, k, ptr, members, c, n_tasks):
                         s[task, b, crop] *= _exp(c * (new - old))
                         ref[task, b, crop] = new
                     s[task, b, crop] += total
-    return ref, s
 
 
 @numba.njit
@@ -280,8 +286,8 @@ def _block_min(dc, w):
     return m
 
 
-@numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks):
+@numba.njit(nogil=True, fastmath=FLAGS, cache=True)
+def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks, first, last, out):
     """Per task: Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). Square
     crops spread their weights along each crop row (into a ring of k + 1 rows), then down the columns one pixel
     row at a time, each pixel row multiplied into the images as soon as it is complete; masks scatter each crop's
@@ -290,8 +296,7 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks):
     N = pixels.shape[2]
     K = _n_crops(R, k, ptr)
     nW = R - k + 1
-    out = np.zeros((n_tasks, B, C, P))
-    for task in numba.prange(n_tasks):
+    for task in range(first, last):
         lo, hi = _task_range(task, n_tasks, N)
         xb, col, d, ering, _ = _buffers(C, P, R, k, K, len(ptr) > 0)
         ring_rows = k + 1
@@ -329,7 +334,6 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks):
                     for j in range(R):
                         _spread_step(ring[enter + j], ring[leave + j], w, k, nW, i, wsum[now + j], wsum[before + j])
                         _dot(wsum[now + j], xb, i * R + j, w, out[task, b])
-    return out
 
 
 @numba.njit(inline="always", fastmath=FLAGS)
@@ -340,6 +344,39 @@ def _dot(weight, xb, p, w, out):
         for lane in range(w):
             acc += weight[lane] * np.float64(xp[lane])
         out[ch, p] += acc
+
+
+_POOL = None
+
+
+def _run_tasks(kernel, n_tasks: int, *args) -> None:
+    """kernel(*args, first, last, *outputs) over tasks 0 .. n_tasks-1, handed out one at a time to
+    torch.get_num_threads() threads (the kernels release the GIL): a thread that the machine deschedules delays
+    only the task it holds, not a fixed half of the work. Each task writes its own outputs, so results do not
+    depend on the thread count."""
+    global _POOL
+    threads = max(1, min(torch.get_num_threads(), n_tasks))
+    head, outputs = args[:-1], args[-1]
+    if threads == 1:
+        kernel(*head, 0, n_tasks, *outputs)
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pspc-cpu")
+    tasks = iter(range(n_tasks))  # next() on it is atomic under the GIL
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                task = next(tasks, None)
+            if task is None:
+                return
+            kernel(*head, task, task + 1, *outputs)
+
+    for future in [_POOL.submit(worker) for _ in range(threads)]:
+        future.result()
 
 
 _READY: set = set()
@@ -376,41 +413,48 @@ def _members(crops):
     return ptr, index[keep].numpy().astype(np.int64), crops.multiplicity.cpu().numpy()
 
 
-def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
-    """Σ_{C∋p} mult_C Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage)
-    for latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, crops (BoxCrops or MaskCrops) and the logit
-    scale c of uint8 units (ℓ = -c · d)."""
+def _uint8_units(z: torch.Tensor) -> np.ndarray:
+    """z' = (z + 1)·127.5 [B, C, R²] float64 (numpy: no multi-threaded torch step around the kernels)."""
+    B, C = z.shape[:2]
+    return (z.detach().reshape(B, C, -1).numpy().astype(np.float64) + 1.0) * UNIT
+
+
+def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarray:
+    """Σ_{C∋p} mult_C Σ_n w_{bnC} x_{ncp} [B, C, P] float64 numpy (x in data units; the caller divides by the
+    coverage) for latents z [B, C, R, R], uint8 pixels [C, P, N] on the CPU, crops (BoxCrops or MaskCrops) and
+    the logit scale c of uint8 units (ℓ = -c · d)."""
     B, C, R, _ = z.shape
     P, N = R * R, pixels.shape[2]
-    zu = z.detach().reshape(B, C, P).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
+    zu = _uint8_units(z)  # z' (uint8 units)
     x = pixels.numpy()
     k = getattr(crops, "k", 1)
     ptr, members, mult = _members(crops)
     n_tasks = min(TASKS, -(-N // LANES))  # fixed by N, so results do not depend on the thread count
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    K = ptr.shape[0] - 1 if len(ptr) else (R - k + 1) ** 2
     one = (np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), R, 1, ptr[:0], members[:0])
-    _ready(_pass1, *one, 1.0, 1)
-    _ready(_pass2, *one, mult[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1)
-    ref_t, s_t = _pass1(zu, x, R, k, ptr, members, c, n_tasks)
+    _ready(_pass1, *one, 1.0, 1, 0, 1, np.full((1, 1, P), BIG), np.zeros((1, 1, P)))
+    _ready(_pass2, *one, mult[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 0, 1, np.zeros((1, 1, C, P)))
+    ref_t, s_t = np.full((n_tasks, B, K), BIG), np.zeros((n_tasks, B, K))
+    _run_tasks(_pass1, n_tasks, zu, x, R, k, ptr, members, c, n_tasks, (ref_t, s_t))
     ref = ref_t.min(0)  # every task holds images, so every ref is a distance
     log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all tasks
-    out = _pass2(zu, x, R, k, ptr, members, mult, c, ref, log_s, n_tasks).sum(0)
+    out = np.zeros((n_tasks, B, C, P))
+    _run_tasks(_pass2, n_tasks, zu, x, R, k, ptr, members, mult, c, ref, log_s, n_tasks, (out,))
+    out = out.sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
-    return torch.from_numpy(out / UNIT - cov)  # Σ_n W (x / 127.5 - 1)
+    return out / UNIT - cov  # Σ_n W (x / 127.5 - 1)
 
 
-@numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _one_pass(zu, pixels, R, k, c, n_ranges):
-    """Per (latent, range, crop): ref, s = Σ_n exp(c·(ref - d_n)) and A = Σ_n exp(c·(ref - d_n)) x_{n,C}
-    [k², C] (uint8 units)."""
+@numba.njit(nogil=True, fastmath=FLAGS, cache=True)
+def _one_pass(zu, pixels, R, k, c, n_ranges, first, last, ref, s, acc):
+    """Tasks first .. last-1 of (latent, range): per crop, ref, s = Σ_n exp(c·(ref - d_n)) and
+    A = Σ_n exp(c·(ref - d_n)) x_{n,C} [k², C] (uint8 units) (ref filled with BIG, s and acc with 0 by the
+    caller)."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - k + 1
     K = nW * nW
-    ref = np.full((B, n_ranges, K), BIG)
-    s = np.zeros((B, n_ranges, K))
-    acc = np.zeros((B, n_ranges, K, k * k, C))
-    for task in numba.prange(B * n_ranges):
+    for task in range(first, last):
         b, r = task // n_ranges, task % n_ranges
         lo, hi = _task_range(r, n_ranges, N)
         xb, col, d, ering, u = _buffers(C, P, R, k, K, False)
@@ -436,25 +480,143 @@ def _one_pass(zu, pixels, R, k, c, n_ranges):
                             for lane in range(w):
                                 a += u[lane] * np.float64(xp[lane])
                             acc[b, r, crop, i * k + j, ch] += a
-    return ref, s, acc
 
 
-def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> torch.Tensor:
-    """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 (x in data units; the caller divides by the coverage), as
-    `two_pass`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
+@numba.njit(inline="always", fastmath=FLAGS)
+def _tile3(q0, q1, q2, c0, c1, c2, c3, c4, w, a0, a1, a2, ch):
+    """Crops i = 0, 1, 2 (adjacent in a crop row) against one channel of one pixel row: a_i[oj·3 + ch] (an
+    offset row's slots) += Σ_l q_i[l] x[col v + i + oj, l]; columns c0 .. c4 are each read once."""
+    t00 = t01 = t02 = t10 = t11 = t12 = t20 = t21 = t22 = 0.0
+    for l in range(w):
+        x0, x1, x2, x3, x4 = c0[l], c1[l], c2[l], c3[l], c4[l]
+        u0, u1, u2 = q0[l], q1[l], q2[l]
+        t00 += u0 * x0
+        t01 += u0 * x1
+        t02 += u0 * x2
+        t10 += u1 * x1
+        t11 += u1 * x2
+        t12 += u1 * x3
+        t20 += u2 * x2
+        t21 += u2 * x3
+        t22 += u2 * x4
+    a0[0, ch] += t00
+    a0[1, ch] += t01
+    a0[2, ch] += t02
+    a1[0, ch] += t10
+    a1[1, ch] += t11
+    a1[2, ch] += t12
+    a2[0, ch] += t20
+    a2[1, ch] += t21
+    a2[2, ch] += t22
+
+
+@numba.njit(nogil=True, fastmath=FLAGS, cache=True)
+def _one_pass3(zu, pixels, R, c, n_ranges, first, last, ref, s, acc):
+    """3×3 crops, tasks first .. last-1 of (latent, range), as `_one_pass` (same outputs) but fused row by row:
+    each pixel row of a block is converted to float64 once and its squared differences summed; once three rows
+    are in, the crop row's distances, weights and accumulators follow while those rows are in L1/L2. Three
+    adjacent crops share one sweep over the lanes (their 3×3 windows span five columns: 8 loads per 9 FMAs)."""
+    B, C, P = zu.shape
+    N = pixels.shape[2]
+    nW = R - 2
+    K = nW * nW
+    for task in range(first, last):
+        b, r = task // n_ranges, task % n_ranges
+        lo, hi = _task_range(r, n_ranges, N)
+        z = zu[b]
+        xb = np.empty((C, P, LANES), np.uint8)
+        xr = np.empty((3, C, R, LANES))  # pixel rows i % 3 in float64
+        er = np.empty((3, R, LANES))  # their e = Σ_c (x - z')²
+        col = np.empty((R, LANES))
+        d = np.empty((nW, LANES))
+        wt = np.empty((nW, LANES))
+        for n0 in range(lo, hi, LANES):
+            w = min(LANES, hi - n0)
+            _load(pixels, n0, w, xb)
+            for i in range(R):
+                slot = i % 3
+                for j in range(R):
+                    p = i * R + j
+                    e = er[slot, j]
+                    for l in range(w):
+                        e[l] = 0.0
+                    for ch in range(C):
+                        src, dst, a = xb[ch, p], xr[slot, ch, j], z[ch, p]
+                        for l in range(w):
+                            v = np.float64(src[l])
+                            dst[l] = v
+                            e[l] += (v - a) * (v - a)
+                if i < 2:
+                    continue
+                cu = i - 2
+                for j in range(R):
+                    cj, e0, e1, e2 = col[j], er[0, j], er[1, j], er[2, j]
+                    for l in range(w):
+                        cj[l] = e0[l] + e1[l] + e2[l]
+                for v in range(nW):
+                    dv, c0, c1, c2 = d[v], col[v], col[v + 1], col[v + 2]
+                    for l in range(w):
+                        dv[l] = c0[l] + c1[l] + c2[l]
+                for v in range(nW):
+                    crop = cu * nW + v
+                    old = ref[b, r, crop]
+                    total, new = _weights(d[v], w, c, old, wt[v], True)
+                    if new != old:
+                        scale = _exp(c * (new - old))
+                        s[b, r, crop] *= scale
+                        acc[b, r, crop] *= scale
+                        ref[b, r, crop] = new
+                    s[b, r, crop] += total
+                v = 0
+                while v + 2 < nW:
+                    c0, c1, c2 = cu * nW + v, cu * nW + v + 1, cu * nW + v + 2
+                    for oi in range(3):
+                        sl = (cu + oi) % 3
+                        for ch in range(C):
+                            X = xr[sl, ch]
+                            _tile3(wt[v], wt[v + 1], wt[v + 2], X[v], X[v + 1], X[v + 2], X[v + 3], X[v + 4], w,
+                                   acc[b, r, c0, 3 * oi:3 * oi + 3], acc[b, r, c1, 3 * oi:3 * oi + 3],
+                                   acc[b, r, c2, 3 * oi:3 * oi + 3], ch)
+                    v += 3
+                while v < nW:
+                    crop = cu * nW + v
+                    q = wt[v]
+                    for oi in range(3):
+                        sl = (cu + oi) % 3
+                        for oj in range(3):
+                            for ch in range(C):
+                                xp, a = xr[sl, ch, v + oj], 0.0
+                                for l in range(w):
+                                    a += q[l] * xp[l]
+                                acc[b, r, crop, oi * 3 + oj, ch] += a
+                    v += 1
+
+
+def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarray:
+    """Σ_{C∋p} Σ_n w_{bnC} x_{ncp} [B, C, P] float64 numpy (x in data units; the caller divides by the coverage),
+    as `two_pass`; meant for crops.k ≤ ONE_PASS_MAX_K (exact for any k)."""
     B, C, R, _ = z.shape
-    zu = z.detach().reshape(B, C, R * R).double().add(1).mul(UNIT).numpy()  # z' (uint8 units)
+    k, nW = crops.k, R - crops.k + 1
+    zu = _uint8_units(z)  # z' (uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[2] // LANES)))
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    _ready(_one_pass, np.zeros((1, C, R * R)), np.zeros((C, R * R, 1), np.uint8), R, 1, 1.0, 1)
-    ref, s, acc = _one_pass(zu, pixels.numpy(), R, crops.k, c, n_ranges)
+    K = nW * nW
+    _ready(_one_pass, np.zeros((1, C, R * R)), np.zeros((C, R * R, 1), np.uint8), R, 1, 1.0, 1, 0, 1,
+           np.full((1, 1, R * R), BIG), np.zeros((1, 1, R * R)), np.zeros((1, 1, R * R, 1, C)))
+    ref, s, acc = np.full((B, n_ranges, K), BIG), np.zeros((B, n_ranges, K)), np.zeros((B, n_ranges, K, k * k, C))
+    if k == 3:
+        _ready(_one_pass3, np.zeros((1, C, 9)), np.zeros((C, 9, 1), np.uint8), 3, 1.0, 1, 0, 1,
+               np.full((1, 1, 1), BIG), np.zeros((1, 1, 1)), np.zeros((1, 1, 1, 9, C)))
+        _run_tasks(_one_pass3, B * n_ranges, zu, pixels.numpy(), R, c, n_ranges, (ref, s, acc))
+    else:
+        _run_tasks(_one_pass, B * n_ranges, zu, pixels.numpy(), R, k, c, n_ranges, (ref, s, acc))
     scale = np.exp(c * (ref.min(1, keepdims=True) - ref))  # every range holds images: every ref is a distance
     est = (acc * scale[..., None, None]).sum(1) / (s * scale).sum(1)[..., None, None]  # [B, K, k², C] Σ w x
-    K, S = est.shape[1], est.shape[2]
-    out = torch.zeros(B, C, R * R, dtype=torch.float64)
-    values = torch.from_numpy(est).permute(0, 3, 1, 2).reshape(B, C, K * S)
-    out.index_add_(2, crops.pixel_index.cpu().flatten(), values)
-    return out / UNIT - crops.coverage.cpu()  # Σ_{C∋p} (Σ_n w x / 127.5 - 1): each crop's weights sum to 1
+    est = est.reshape(B, nW, nW, k, k, C)  # crop (u, v), offset (i, j) inside it
+    out = np.zeros((B, C, R, R))
+    for i in range(k):
+        for j in range(k):  # pixel (u + i, v + j) of crop (u, v)
+            out[:, :, i : i + nW, j : j + nW] += est[:, :, :, i, j].transpose(0, 3, 1, 2)
+    return out.reshape(B, C, R * R) / UNIT - crops.coverage.cpu().numpy()  # each crop's weights sum to 1
 
 
 def kernel_for(crops):

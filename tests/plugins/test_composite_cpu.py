@@ -33,7 +33,7 @@ def kernel(request):
     def run(images, z, t, k):
         crops = BoxCrops(images.shape[-1], k)
         c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
-        out = KERNELS[request.param](z, composite.pixels_first(images), crops, c)
+        out = torch.from_numpy(KERNELS[request.param](z, composite.pixels_first(images), crops, c))
         return (out / crops.coverage).view_as(z)
 
     return run
@@ -47,7 +47,8 @@ def _oracle(images, z, t, k):
 def test_the_cpu_path_is_compiled():
     """numba is a dependency: no silent fallback to the torch passes."""
     assert composite._compiled_kernel(BoxCrops(8, 2)) is composite_cpu.one_pass_square
-    assert composite._compiled_kernel(BoxCrops(8, 3)) is composite_cpu.two_pass
+    assert composite._compiled_kernel(BoxCrops(8, 3)) is composite_cpu.one_pass_square
+    assert composite._compiled_kernel(BoxCrops(8, 4)) is composite_cpu.two_pass
     assert composite._compiled_kernel(MaskCrops(torch.eye(64, dtype=torch.bool))) is composite_cpu.two_pass
 
 
@@ -140,7 +141,7 @@ def test_masks_match_the_float64_oracle(t):
     masks = _masks(8, seed=9)
     crops = MaskCrops(masks)
     c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
-    out = composite_cpu.two_pass(z, composite.pixels_first(images), crops, c).view(3, 3, 8, 8)
+    out = torch.from_numpy(composite_cpu.two_pass(z, composite.pixels_first(images), crops, c)).view(3, 3, 8, 8)
     covered = crops.coverage.view(8, 8) > 0
     assert not covered[0, 0] and not covered[7, 7]
     ref = pspc_direct(images, z, torch.full((3,), t, dtype=torch.float64), masks)
@@ -158,3 +159,15 @@ def test_flex_equals_its_torch_passes(monkeypatch):
     monkeypatch.setattr(composite, "ENTRY_BUDGET", 0)
     torch_passes = PSPCFlex(data, heatmaps, thresholds=[0.3])(z, 0.3)
     assert (compiled - torch_passes).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("channels, R, t", [(3, 9, 0.3), (1, 10, 0.002), (3, 11, 5.0)])
+def test_fused_three_by_three_pass_matches_the_oracle(channels, R, t):
+    """k = 3 takes `_one_pass3`: crop rows whose width is not a multiple of three (a lone crop after the sweeps of
+    three), one or three channels, and a partial block of lanes."""
+    images = _data(150, channels=channels, R=R, seed=12)
+    z = _latents(images, t)
+    crops = BoxCrops(R, 3)
+    c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
+    out = torch.from_numpy(composite_cpu.one_pass_square(z, composite.pixels_first(images), crops, c))
+    assert (out / crops.coverage).view_as(z).sub(_oracle(images, z, t, 3)).abs().max().item() <= 1e-12
