@@ -52,9 +52,11 @@ def scan(z: torch.Tensor, images: torch.Tensor, plan: AxisPlan, t: float, chunk:
             ys, y0, nwy = int(plan.shift[oy]), int(plan.lo[oy]), int(nw[oy])
             uy = torch.arange(y0, y0 + nwy + k - 1, device=dev)  # training rows covered
             zrows = zl[:, :, torch.remainder(uy - ys, R)]  # [B, C, ny, R]
-            zg = zrows[:, :, :, zx]  # [B, C, ny, O, nx]
-            xg = xp[:, :, uy + h][:, :, :, ux + h]  # [n, C, ny, O, nx]
-            prod = torch.einsum("bcyoj,ncyoj->bnoyj", zg, xg)  # [B, n, O, ny, nx]
+            zg = zrows[:, :, :, zx].permute(1, 0, 3, 2, 4)[:, :, None]  # [C, B, 1, O, ny, nx]
+            xg = xp[:, :, uy + h][:, :, :, ux + h].permute(1, 0, 3, 2, 4)  # [C, n, O, ny, nx]
+            prod = zg[0] * xg[0]  # [B, n, O, ny, nx]: Σ_c z'_c x_c
+            for ch in range(1, C):
+                prod.addcmul_(zg[ch], xg[ch])
             cross = prod.unfold(3, k, 1).sum(-1).unfold(4, k, 1).sum(-1)  # [B, n, O, nwy, wmax]
             ay = torch.arange(y0, y0 + nwy, device=dev)
             logit = cross - xw[:, ay + h][:, :, ax + h].permute(0, 2, 1, 3)  # [B, n, O, nwy, wmax]
