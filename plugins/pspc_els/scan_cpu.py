@@ -97,34 +97,49 @@ def _exp_neg(a):
 
 
 @numba.njit(fastmath=FLAGS)
-def _load(pixels, n0, w, h, c, xb, xw):
-    """Images n0 .. n0+w as float64 uint8 units into the block xb [C, R+2h, R+2h, LANES] (zero-padded by h), and
-    xw [R, R, LANES] = c Σ_c of their squares over the k×k window centred on each pixel (zero-padded). Lanes
-    w .. LANES-1 hold no image: their xw is BIG/2, so their logits sit far below anything real."""
+def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
+    """Images n0 .. n0+w into the block xb [C, R+2h, R+2h, LANES] (float32 uint8 units, exact; zero-padded by h),
+    and xw [R, R, LANES] = c Σ_c x_c² over the k×k window centred on each pixel (zero-padded), by running sums of
+    squared integers (exact in float64). Lanes w .. LANES-1 hold no image: their xw is BIG/2, so their logits sit
+    far below anything real. sq [R+2h, R+2h, LANES] and cs [R+2h, LANES] are scratch."""
     C, R, nl = pixels.shape[1], pixels.shape[2], xb.shape[-1]
-    k = 2 * h + 1
+    k, W = 2 * h + 1, R + 2 * h
     xb[:] = 0.0
     for ch in range(C):
         for i in range(R):
             for j in range(R):
                 for lane in range(w):
                     xb[ch, i + h, j + h, lane] = pixels[n0 + lane, ch, i, j]
-    sq = np.zeros((R + 2 * h, nl))
-    for i in range(R):
-        for j in range(R + 2 * h):  # column sums over the window's rows
+    for i in range(W):
+        for j in range(W):
             for lane in range(nl):
-                sq[j, lane] = 0.0
-            for di in range(k):
-                for ch in range(C):
-                    for lane in range(nl):
-                        v = xb[ch, i + di, j, lane]
-                        sq[j, lane] += v * v
-        for j in range(R):
-            for lane in range(nl):
-                xw[i, j, lane] = 0.0
-            for dj in range(k):
+                sq[i, j, lane] = 0.0
+            for ch in range(C):
                 for lane in range(nl):
-                    xw[i, j, lane] += sq[j + dj, lane]
+                    v = np.float64(xb[ch, i, j, lane])
+                    sq[i, j, lane] += v * v
+    for j in range(W):
+        for lane in range(nl):
+            cs[j, lane] = 0.0
+        for i in range(k - 1):
+            for lane in range(nl):
+                cs[j, lane] += sq[i, j, lane]
+    for i in range(R):  # cs: sums over rows i .. i + k - 1 of the padded image, then along the row
+        for j in range(W):
+            for lane in range(nl):
+                cs[j, lane] += sq[i + k - 1, j, lane]
+            if i > 0:
+                for lane in range(nl):
+                    cs[j, lane] -= sq[i - 1, j, lane]
+        for lane in range(nl):
+            xw[i, 0, lane] = 0.0
+        for j in range(k):
+            for lane in range(nl):
+                xw[i, 0, lane] += cs[j, lane]
+        for j in range(1, R):
+            for lane in range(nl):
+                xw[i, j, lane] = xw[i, j - 1, lane] + cs[j + k - 1, lane] - cs[j - 1, lane]
+        for j in range(R):
             for lane in range(nl):
                 xw[i, j, lane] = xw[i, j, lane] * c if lane < w else BIG / 2
 
@@ -236,15 +251,16 @@ def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
     acc = np.zeros((n_tasks, R * R, 1 + C, LANES))
     for task in numba.prange(n_tasks):
         b, r = task // n_ranges, task % n_ranges
-        xb = np.empty((C, span, span, LANES))
+        xb = np.empty((C, span, span, LANES), np.float32)
         xw = np.empty((R, R, LANES))
+        sq, cs = np.empty((span, span, LANES)), np.empty((span, LANES))
         col = np.empty((n_opt, span, LANES))
         rs, lv = np.empty(LANES), np.empty(LANES)
         z = zl[b]
         ttop, tacc = top[task], acc[task]
         for blk in range(r * n_blocks // n_ranges, (r + 1) * n_blocks // n_ranges):
             n0 = blk * LANES
-            _load(pixels, n0, min(LANES, N - n0), h, c, xb, xw)
+            _load(pixels, n0, min(LANES, N - n0), h, c, xb, xw, sq, cs)
             for oy in range(n_opt):
                 ys, y0, nwy = shift[oy], lo[oy], hi[oy] - lo[oy] + 1
                 col[:] = 0.0
