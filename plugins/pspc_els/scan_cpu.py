@@ -47,9 +47,9 @@ from numba.extending import intrinsic
 from .plan import AxisPlan
 
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
-BIG = 1e300  # "no window yet" (finite: comparisons stay cheap to vectorise)
-CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal numbers ever (point 4)
-SKIP = 60.0  # rows of windows more than SKIP below their pixels' running best logit are left out (point 4)
+BIG = 1e300  # -BIG: no window yet; BIG/2: the norm of a lane without an image (finite: cheap to vectorise)
+CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal numbers ever (point 3)
+SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
 LANES = 32  # training images per block: the SIMD lanes run over them
 TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
@@ -313,7 +313,8 @@ def scan(z: torch.Tensor, images: torch.Tensor, plan: AxisPlan, t: float) -> tor
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     one = np.zeros(1, np.int64)
     _ready(np.zeros((1, C, R, R)), np.zeros((1, C, R, R), np.uint8), 1, one, one, one, 1.0, 1)
-    top, acc = _scan(zl, images.numpy(), plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges)
+    pixels = np.ascontiguousarray(images.numpy())  # one compiled layout
+    top, acc = _scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges)
     # Merge the lanes, then the tasks with their own running bests.
     top = top.reshape(B, n_ranges, R * R)
     sums = acc.sum(-1).reshape(B, n_ranges, R * R, 1 + C)
