@@ -52,6 +52,7 @@ class LocalScoreDenoiser(Denoiser):
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.images = self.dataset.images  # uint8 [N, C, R, R], moved to the device once by .to()
         self._plans: dict = {}
+        self._lanes_last = None  # the compiled kernel's layout [C, R, R, N], made on first use
 
     def patch_size(self, t: float) -> int:
         return self.schedule.value(t)
@@ -69,8 +70,10 @@ class LocalScoreDenoiser(Denoiser):
         if k not in self._plans:
             self._plans[k] = axis_plan(self.resolution, k, self.model)
         plan = self._plans[k]
-        if z.device.type == "cpu" and (kernel := _compiled_kernel()) is not None:
-            out = kernel(z, self.images, plan, t)
+        if z.device.type == "cpu" and (compiled := _compiled()) is not None:
+            if self._lanes_last is None:
+                self._lanes_last = compiled.lanes_last(self.images.cpu())
+            out = compiled.scan(z, self._lanes_last, plan, t)
         else:
             from .scan_torch import scan
 
@@ -79,10 +82,11 @@ class LocalScoreDenoiser(Denoiser):
         return out.to(device=z.device, dtype=torch.float32)
 
 
-def _compiled_kernel():
-    """The compiled CPU kernel (`scan_cpu.scan`, numba, imported on first use); None where numba cannot be imported."""
+def _compiled():
+    """The compiled CPU kernel's module (`scan_cpu`, numba, imported on first use); None where numba cannot be
+    imported."""
     try:
-        from .scan_cpu import scan
+        from . import scan_cpu
     except ImportError:
         return None
-    return scan
+    return scan_cpu

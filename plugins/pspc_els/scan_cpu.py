@@ -98,18 +98,18 @@ def _exp_neg(a):
 
 @numba.njit(fastmath=FLAGS)
 def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
-    """Images n0 .. n0+w into the block xb [C, R+2h, R+2h, LANES] (float32 uint8 units, exact; zero-padded by h),
+    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, LANES] (float32 uint8 units, exact; zero-padded by h),
     and xw [R, R, LANES] = c Σ_c x_c² over the k×k window centred on each pixel (zero-padded), by running sums of
     squared integers (exact in float64). Lanes w .. LANES-1 hold no image: their xw is BIG/2, so their logits sit
     far below anything real. sq [R+2h, R+2h, LANES] and cs [R+2h, LANES] are scratch."""
-    C, R, nl = pixels.shape[1], pixels.shape[2], xb.shape[-1]
+    C, R, nl = pixels.shape[0], pixels.shape[1], xb.shape[-1]
     k, W = 2 * h + 1, R + 2 * h
     xb[:] = 0.0
     for ch in range(C):
         for i in range(R):
             for j in range(R):
                 for lane in range(w):
-                    xb[ch, i + h, j + h, lane] = pixels[n0 + lane, ch, i, j]
+                    xb[ch, i + h, j + h, lane] = pixels[ch, i, j, n0 + lane]
     for i in range(W):
         for j in range(W):
             for lane in range(nl):
@@ -238,17 +238,17 @@ def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
 def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
-    """Per task (latent b, range r of image blocks): each pixel's running best logit top [R²] and, per lane,
-    S and A_c relative to it [R², 1 + C, LANES]."""
+    """Per task (latent b, range r of image blocks): each pixel's running best logit top [R²] and S, A_c relative to
+    it [R², 1 + C] (summed over the lanes at the end of the task)."""
     B, C, R = zl.shape[0], zl.shape[1], zl.shape[2]
-    N = pixels.shape[0]
+    N = pixels.shape[-1]
     h = k // 2
     n_opt = len(shift)
     span = R + 2 * h  # the most training coordinates one option's windows cover
     n_blocks = -(-N // LANES)
     n_tasks = B * n_ranges
     top = np.full((n_tasks, R * R), -BIG)
-    acc = np.zeros((n_tasks, R * R, 1 + C, LANES))
+    sums = np.empty((n_tasks, R * R, 1 + C))
     for task in numba.prange(n_tasks):
         b, r = task // n_ranges, task % n_ranges
         xb = np.empty((C, span, span, LANES), np.float32)
@@ -257,7 +257,7 @@ def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
         col = np.empty((n_opt, span, LANES))
         rs, lv = np.empty(LANES), np.empty(LANES)
         z = zl[b]
-        ttop, tacc = top[task], acc[task]
+        ttop, tacc = top[task], np.zeros((R * R, 1 + C, LANES))
         for blk in range(r * n_blocks // n_ranges, (r + 1) * n_blocks // n_ranges):
             n0 = blk * LANES
             _load(pixels, n0, min(LANES, N - n0), h, c, xb, xw, sq, cs)
@@ -276,7 +276,13 @@ def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
                         _advance(z, xb, R, h, ys, x0, nwx + k - 1, xs, ay + k - 1, ay - 1 if wy > 0 else -R, col[ox])
                         _windows(col[ox], nwx, k, xw, ay + h, x0 + h, ttop, tacc, xb, py, _wrap(x0 + h - xs, R), R,
                                  ay + 2 * h, x0 + 2 * h, rs, lv)
-    return top, acc
+        for p in range(R * R):
+            for i in range(1 + C):
+                total = 0.0
+                for lane in range(LANES):
+                    total += tacc[p, i, lane]
+                sums[task, p, i] = total
+    return top, sums
 
 
 _READY: set = set()
@@ -302,22 +308,26 @@ def _ready(*args) -> None:
     _READY.add(_scan)
 
 
-def scan(z: torch.Tensor, images: torch.Tensor, plan: AxisPlan, t: float) -> torch.Tensor:
-    """D(z, t) [B, C, R, R] float64 for latents z [B, C, R, R] (one noise level t) against uint8 images
-    [N, C, R, R] on the CPU, the model given by `plan`."""
+def lanes_last(images: torch.Tensor) -> np.ndarray:
+    """uint8 images [N, C, R, R] -> [C, R, R, N], the layout the kernel streams (made once per dataset)."""
+    return np.ascontiguousarray(images.permute(1, 2, 3, 0).numpy())
+
+
+def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch.Tensor:
+    """D(z, t) [B, C, R, R] float64 for latents z [B, C, R, R] (one noise level t) against uint8 training pixels
+    [C, R, R, N] (`lanes_last`) on the CPU, the model given by `plan`."""
     B, C, R, _ = z.shape
-    N = images.shape[0]
+    N = pixels.shape[-1]
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # logit = -c · d, d in uint8 units²
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES)))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     one = np.zeros(1, np.int64)
-    _ready(np.zeros((1, C, R, R)), np.zeros((1, C, R, R), np.uint8), 1, one, one, one, 1.0, 1)
-    pixels = np.ascontiguousarray(images.numpy())  # one compiled layout
-    top, acc = _scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges)
-    # Merge the lanes, then the tasks with their own running bests.
+    _ready(np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
+    top, sums = _scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges)
+    # Merge the tasks with their own running bests.
     top = top.reshape(B, n_ranges, R * R)
-    sums = acc.sum(-1).reshape(B, n_ranges, R * R, 1 + C)
+    sums = sums.reshape(B, n_ranges, R * R, 1 + C)
     scale = np.exp(top - top.max(1, keepdims=True))
     sums = (sums * scale[..., None]).sum(1)  # [B, R², 1 + C]
     num, den = sums[..., 1:].transpose(0, 2, 1), sums[..., 0]

@@ -19,7 +19,7 @@ from pspc_els.plan import axis_plan
 from pspc_els.schedules import RESNET_CIRCULAR, RESNET_ZEROS, T_GRID, UNET_ZEROS
 
 MODELS = ["circular", "zeros", "ls"]
-KERNELS = {"compiled": lambda z, x, plan, t: scan_cpu.scan(z, x, plan, t),
+KERNELS = {"compiled": lambda z, x, plan, t: scan_cpu.scan(z, scan_cpu.lanes_last(x), plan, t),
            "torch": lambda z, x, plan, t: scan_torch.scan(z, x, plan, t, chunk=64)}
 
 
@@ -122,9 +122,9 @@ def test_compiled_results_do_not_depend_on_the_thread_count():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = scan_cpu.scan(z, images, plan, 0.3)
+        one = scan_cpu.scan(z, scan_cpu.lanes_last(images), plan, 0.3)
         torch.set_num_threads(2)
-        two = scan_cpu.scan(z, images, plan, 0.3)
+        two = scan_cpu.scan(z, scan_cpu.lanes_last(images), plan, 0.3)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
