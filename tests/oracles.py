@@ -133,3 +133,43 @@ def knn_estimate_direct(images_u8: torch.Tensor, z: torch.Tensor, t: float, k: i
         log_w = torch.log(counts.double()) - log_q[index] + log_p[index]  # log(c/q · π) + const
         out.append(torch.softmax(log_w, 0) @ x[index])
     return torch.stack(out).view_as(z)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local score machines (Kamb & Ganguli): one softmax per pixel over the training patches it may be compared with.
+
+
+def local_score_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor, k: int, model: str) -> torch.Tensor:
+    """ELS / bbELS / LS in float64, every pixel against every training window (slow on purpose, for small images).
+
+    For pixel p = (i, j): its k×k window of z (wrapped around for `circular`, zero-padded otherwise) is compared
+    with the k×k windows of every zero-padded training image centred on the allowed centres q; weights are the
+    softmax over (n, q) of -‖z_k(p) - x_{n,k}(q)‖² / 2t², the output Σ w x_n[q].
+    Allowed centres, per axis: `circular` every centre whose window fits the image; `zeros` the same for an
+    interior coordinate (h ≤ i < R-h, h = k // 2) and only q = i within h of a border; `ls` only q = i.
+    """
+    B, C, R, _ = z.shape
+    h = k // 2
+    x = images_u8.double() / 127.5 - 1
+    xpad = torch.nn.functional.pad(x, (h, h, h, h))
+    zpad = torch.nn.functional.pad(z.double(), (h, h, h, h), mode="circular" if model == "circular" else "constant")
+    # windows of every training image centred on every pixel q: [N, R², C·k²]; of z centred on every p: [B, R², C·k²]
+    windows = xpad.unfold(2, k, 1).unfold(3, k, 1).permute(0, 2, 3, 1, 4, 5).reshape(len(x), R * R, -1)
+    zwin = zpad.unfold(2, k, 1).unfold(3, k, 1).permute(0, 2, 3, 1, 4, 5).reshape(B, R * R, -1)
+    values = x.reshape(len(x), C, R * R)  # x_n[q]
+
+    def allowed_axis(i, q):
+        inside = h <= q <= R - 1 - h  # the training window fits the image along this axis
+        if model == "ls" or (model == "zeros" and not h <= i < R - h):
+            return q == i
+        return inside
+
+    axis = torch.tensor([[allowed_axis(i, q) for q in range(R)] for i in range(R)])
+    allowed = (axis[:, None, :, None] & axis[None, :, None, :]).reshape(R * R, R * R)  # [p, q]
+    out = torch.empty(B, C, R * R, dtype=torch.float64)
+    for b in range(B):
+        d = ((zwin[b][:, None, None, :] - windows[None]) ** 2).sum(-1)  # [p, n, q]
+        logits = (-d / (2 * t[b].double() ** 2)).masked_fill(~allowed[:, None, :], -torch.inf)
+        w = torch.softmax(logits.reshape(R * R, -1), dim=1).reshape(R * R, len(x), R * R)
+        out[b] = torch.einsum("pnq,ncq->cp", w, values)
+    return out.view(B, C, R, R)

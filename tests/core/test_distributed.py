@@ -75,8 +75,9 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_killed_run_resumes_without_redoing_finished_batches(tmp_path, nproc):
-    args = ["sample", "-d", "empirical", "--data", "builtin:shapes:1000", "--n_samples", 6, "--batch", 1,
-            "--n_steps", 10, "--quiet", "--device", "cpu", "--outdir", tmp_path / "run"]
+    # 12-24 batches of 100 steps: seconds of work, so the kill lands mid-run however fast the denoiser is
+    args = ["sample", "-d", "empirical", "--data", "builtin:shapes:1000", "--n_samples", 24, "--batch", 1,
+            "--n_steps", 100, "--quiet", "--device", "cpu", "--outdir", tmp_path / "run"]
     proc = pspc(args, nproc=nproc, popen=True)
     work = tmp_path / "run" / ".pspc-work"
     deadline = time.monotonic() + 120

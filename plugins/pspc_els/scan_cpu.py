@@ -1,0 +1,334 @@
+"""The local score machines on the CPU as compiled, fused loops (numba), in float64.
+
+For a latent z and a block of LANES training images x (SIMD lanes run over the images), every pair of options of
+the plan (`plan.py`: a row shift and a column shift) pairs each output pixel with one training window per image.
+With z' = (z + 1)·127.5 and x in uint8 units (the pixels need no conversion beyond uint8 -> float64):
+
+1. Logits by the expansion -c‖z'_w - x_w‖² = 2c z'_w·x_w - c‖x_w‖² - c‖z'_w‖², c = 1 / (2t²·127.5²), in float64.
+   The last term is the same for every window of an output pixel, so it cancels in that pixel's softmax and is
+   never formed; c‖x_w‖² is computed once per image block. The cross terms 2c z'_w·x_w are window sums of the
+   products of z' (shifted by the option) and x: running sums down the columns (the entering row added and the
+   leaving row subtracted, both computed on the fly) and along each row: O(1) per (pixel, window) whatever k is.
+   Float64 keeps the rounding of a logit near 1e-16 × (the largest partial sum, ~2c·k²·C·255·|z'|) × (the number
+   of running steps, ≤ 2R): ~1e-7 at t = 0.002 for k = 15 in the worst case, far below what moves an output
+   (float32, as in the authors' code, is off by ~1e-3 at t = 0.01).
+2. Softmax per output pixel, streamed: a running best logit `top` per pixel (shared by the lanes) and, per lane,
+   S = Σ e^(L - top) and A_c = Σ e^(L - top)·x_c[centre]. A window whose best lane beats `top` rescales what was
+   accumulated (one scalar exp); every other exponent is ≤ 0, so nothing overflows. Exponentials are a degree-7
+   polynomial times 2^n built from exponent bits (relative error 4e-11, vectorised; exp() is not).
+3. Left out, exactly enough: a window whose every lane lies SKIP = 60 below its pixel's running best (the best only
+   grows, so each such weight ends below e^-60 ≈ 1e-26 of the largest, and 10^9 of them move an output by < 1e-16),
+   and single weights below e^-CUT = e^-300 of the running best (set to 0, so no slow denormal numbers ever
+   appear). At small t this leaves out almost every exponential.
+
+Loop order: per image block, row option, window row, column option; the column sums of all column options are
+kept across window rows, so the accumulators touched are one output row's, hot in cache. Work is split into tasks
+(latent × range of image blocks, their number fixed by N and B alone) with their own accumulators, merged in
+order at the end with their own running bests: results do not depend on the thread count.
+
+One file on purpose: numba's on-disk cache is invalidated only by changes to the file that defines a cached
+function, so the helpers of the cached kernel live beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import threading
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+from .plan import AxisPlan
+
+FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
+BIG = 1e300  # -BIG: no window yet; BIG/2: the norm of a lane without an image (finite: cheap to vectorise)
+CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal numbers ever (point 3)
+SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
+LANES = 32  # training images per block: the SIMD lanes run over them
+TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
+LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
+TWO52, SHIFT = 4503599627370496.0, 4503599627371519.0  # 2^52, 2^52 + 1023: an integer n < 2^51 added to 2^52 + 1023
+# lands in the mantissa bits, so bits(n + SHIFT) - bits(2^52) = n + 1023, the exponent field of 2^n
+UNIT = 127.5
+U = np.uint64  # indices cast to unsigned skip numba's negative-index wrap-around (which defeats vectorising)
+LOW = -700.0  # exp(-700) ~ 1e-304: below it a weight is 0 to float64 and to any output
+# e^r on |r| ≤ ln2/2, degree 7, fitted for relative error (4e-11)
+P0, P1, P2, P3 = 0.999999999961943, 1.00000000025808, 0.5000000104139765, 0.16666665024161664
+P4, P5, P6, P7 = 0.04166622631052427, 0.008333578290049937, 0.0013948134043054242, 0.00019766918939033445
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64 (free, and vectorisable)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits`."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@numba.njit(fastmath=FLAGS)
+def _exp_neg(a):
+    """exp(a) for a ≤ 0 (clamped at LOW), relative error 4e-11: 2^n · p(r), n = floor(a / ln2 + 1/2) (a packed
+    rounding, no float->int conversion, which AVX2 lacks), r = a - n ln2, p a degree-7 fit (Estrin's scheme), 2^n
+    from the bits of the exact sum n + 2^52 + 1023 (no cancellation for reassociation to undo)."""
+    a = max(a, LOW)
+    n = np.floor(a * LOG2E + 0.5)
+    r = a - n * LN2
+    r2 = r * r
+    p = (P0 + P1 * r) + (P2 + P3 * r) * r2 + ((P4 + P5 * r) + (P6 + P7 * r) * r2) * (r2 * r2)
+    return p * _from_bits((_bits(n + SHIFT) - _bits(TWO52)) << 52)
+
+
+@numba.njit(fastmath=FLAGS)
+def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
+    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, LANES] (float32 uint8 units, exact; zero-padded by h),
+    and xw [R, R, LANES] = c Σ_c x_c² over the k×k window centred on each pixel (zero-padded), by running sums of
+    squared integers (exact in float64). Lanes w .. LANES-1 hold no image: their xw is BIG/2, so their logits sit
+    far below anything real. sq [R+2h, R+2h, LANES] and cs [R+2h, LANES] are scratch."""
+    C, R, nl = pixels.shape[0], pixels.shape[1], xb.shape[-1]
+    k, W = 2 * h + 1, R + 2 * h
+    xb[:] = 0.0
+    for ch in range(C):
+        for i in range(R):
+            for j in range(R):
+                for lane in range(w):
+                    xb[ch, i + h, j + h, lane] = pixels[ch, i, j, n0 + lane]
+    for i in range(W):
+        for j in range(W):
+            for lane in range(nl):
+                sq[i, j, lane] = 0.0
+            for ch in range(C):
+                for lane in range(nl):
+                    v = np.float64(xb[ch, i, j, lane])
+                    sq[i, j, lane] += v * v
+    for j in range(W):
+        for lane in range(nl):
+            cs[j, lane] = 0.0
+        for i in range(k - 1):
+            for lane in range(nl):
+                cs[j, lane] += sq[i, j, lane]
+    for i in range(R):  # cs: sums over rows i .. i + k - 1 of the padded image, then along the row
+        for j in range(W):
+            for lane in range(nl):
+                cs[j, lane] += sq[i + k - 1, j, lane]
+            if i > 0:
+                for lane in range(nl):
+                    cs[j, lane] -= sq[i - 1, j, lane]
+        for lane in range(nl):
+            xw[i, 0, lane] = 0.0
+        for j in range(k):
+            for lane in range(nl):
+                xw[i, 0, lane] += cs[j, lane]
+        for j in range(1, R):
+            for lane in range(nl):
+                xw[i, j, lane] = xw[i, j - 1, lane] + cs[j + k - 1, lane] - cs[j - 1, lane]
+        for j in range(R):
+            for lane in range(nl):
+                xw[i, j, lane] = xw[i, j, lane] * c if lane < w else BIG / 2
+
+
+@numba.njit(fastmath=FLAGS)
+def _advance(z, xb, R, h, ys, x0, nx, xs, y_in, y_out, col):
+    """col[j] += Σ_c z_c[(y_in - ys) mod R, (x0 + j - xs) mod R] · x_c[y_in, x0 + j], minus the same for row y_out
+    when y_out ≥ -h (the row leaving the window), every lane: the window's column sums move down one row."""
+    C, nl = xb.shape[0], xb.shape[-1]
+    zi, zo = _wrap(y_in - ys, R), _wrap(y_out - ys, R)
+    yi, yo = U(y_in + h), U(y_out + h)
+    zx = _wrap(x0 - xs, R)
+    leave = y_out >= -h
+    for j in range(nx):
+        xj = U(x0 + h + j)
+        if C == 3 and leave:
+            a0, a1, a2 = z[0, zi, zx], z[1, zi, zx], z[2, zi, zx]
+            b0, b1, b2 = z[0, zo, zx], z[1, zo, zx], z[2, zo, zx]
+            for lane in range(nl):
+                col[j, lane] += (a0 * xb[0, yi, xj, lane] + a1 * xb[1, yi, xj, lane] + a2 * xb[2, yi, xj, lane]
+                                 - b0 * xb[0, yo, xj, lane] - b1 * xb[1, yo, xj, lane] - b2 * xb[2, yo, xj, lane])
+        else:
+            for ch in range(C):
+                a = z[ch, zi, zx]
+                for lane in range(nl):
+                    col[j, lane] += a * xb[ch, yi, xj, lane]
+                if leave:
+                    b = z[ch, zo, zx]
+                    for lane in range(nl):
+                        col[j, lane] -= b * xb[ch, yo, xj, lane]
+        zx = zx + 1 if zx < R - 1 else 0
+
+
+@numba.njit(inline="always")
+def _wrap(i, R):
+    """i mod R for -R ≤ i < 2R, without a division."""
+    i = i + R if i < 0 else i
+    return i - R if i >= R else i
+
+
+@numba.njit(fastmath=FLAGS)
+def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv):
+    """The windows v < nw of one row enter their pixels' softmax. Logit per lane: L = Σ_{j<k} col[v + j] (a running
+    sum along the row) - xw[yc, xc0 + v]; pixel p = row·R + px, px = px0 + v mod R, centre values
+    xb[:, cy, cx0 + v]. top[p] is the pixel's running best logit (shared by the lanes); acc[p] holds per lane
+    S = Σ e^(L - top) and A_c = Σ e^(L - top) x_c. A window whose every lane lies SKIP below top is left out."""
+    C, nl = xb.shape[0], xb.shape[-1]
+    for lane in range(nl):
+        rs[lane] = 0.0
+    for j in range(k - 1):
+        for lane in range(nl):
+            rs[lane] += col[j, lane]
+    px = px0
+    for v in range(nw):
+        enter, xv = U(v + k - 1), U(xc0 + v)
+        if v == 0:
+            for lane in range(nl):
+                rs[lane] += col[enter, lane]
+        else:
+            for lane in range(nl):
+                rs[lane] += col[enter, lane] - col[v - 1, lane]
+        most = -BIG
+        for lane in range(nl):
+            lv[lane] = rs[lane] - xw[yc, xv, lane]
+            most = max(most, lv[lane])
+        p = U(row * R + px)
+        px = px + 1 if px < R - 1 else 0
+        best = top[p]
+        if most < best - SKIP:
+            continue
+        if most > best:  # a better window: what was accumulated moves to the new reference
+            shrink = math.exp(best - most) if most - best < CUT else 0.0
+            for i in range(1 + C):
+                for lane in range(nl):
+                    acc[p, i, lane] *= shrink
+            top[p] = best = most
+        xc = U(cx0 + v)
+        if C == 3:
+            for lane in range(nl):
+                a = lv[lane] - best
+                w = _exp_neg(a)
+                w = w if a > -CUT else 0.0
+                acc[p, 0, lane] += w
+                acc[p, 1, lane] += w * xb[0, cy, xc, lane]
+                acc[p, 2, lane] += w * xb[1, cy, xc, lane]
+                acc[p, 3, lane] += w * xb[2, cy, xc, lane]
+        else:
+            for lane in range(nl):
+                a = lv[lane] - best
+                w = _exp_neg(a)
+                w = w if a > -CUT else 0.0
+                acc[p, 0, lane] += w
+                for ch in range(C):
+                    acc[p, 1 + ch, lane] += w * xb[ch, cy, xc, lane]
+
+
+@numba.njit(parallel=True, fastmath=FLAGS, cache=True)
+def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
+    """Per task (latent b, range r of image blocks): each pixel's running best logit top [R²] and S, A_c relative to
+    it [R², 1 + C] (summed over the lanes at the end of the task)."""
+    B, C, R = zl.shape[0], zl.shape[1], zl.shape[2]
+    N = pixels.shape[-1]
+    h = k // 2
+    n_opt = len(shift)
+    span = R + 2 * h  # the most training coordinates one option's windows cover
+    n_blocks = -(-N // LANES)
+    n_tasks = B * n_ranges
+    top = np.full((n_tasks, R * R), -BIG)
+    sums = np.empty((n_tasks, R * R, 1 + C))
+    for task in numba.prange(n_tasks):
+        b, r = task // n_ranges, task % n_ranges
+        xb = np.empty((C, span, span, LANES), np.float32)
+        xw = np.empty((R, R, LANES))
+        sq, cs = np.empty((span, span, LANES)), np.empty((span, LANES))
+        col = np.empty((n_opt, span, LANES))
+        rs, lv = np.empty(LANES), np.empty(LANES)
+        z = zl[b]
+        ttop, tacc = top[task], np.zeros((R * R, 1 + C, LANES))
+        for blk in range(r * n_blocks // n_ranges, (r + 1) * n_blocks // n_ranges):
+            n0 = blk * LANES
+            _load(pixels, n0, min(LANES, N - n0), h, c, xb, xw, sq, cs)
+            for oy in range(n_opt):
+                ys, y0, nwy = shift[oy], lo[oy], hi[oy] - lo[oy] + 1
+                col[:] = 0.0
+                for ox in range(n_opt):  # column sums over the first k - 1 rows of the first window row
+                    nx = hi[ox] - lo[ox] + k
+                    for i in range(k - 1):
+                        _advance(z, xb, R, h, ys, lo[ox], nx, shift[ox], y0 + i, -R, col[ox])
+                for wy in range(nwy):
+                    ay = y0 + wy
+                    py = _wrap(ay + h - ys, R)
+                    for ox in range(n_opt):
+                        xs, x0, nwx = shift[ox], lo[ox], hi[ox] - lo[ox] + 1
+                        _advance(z, xb, R, h, ys, x0, nwx + k - 1, xs, ay + k - 1, ay - 1 if wy > 0 else -R, col[ox])
+                        _windows(col[ox], nwx, k, xw, ay + h, x0 + h, ttop, tacc, xb, py, _wrap(x0 + h - xs, R), R,
+                                 ay + 2 * h, x0 + 2 * h, rs, lv)
+        for p in range(R * R):
+            for i in range(1 + C):
+                total = 0.0
+                for lane in range(LANES):
+                    total += tacc[p, i, lane]
+                sums[task, p, i] = total
+    return top, sums
+
+
+_READY: set = set()
+
+
+@functools.cache
+def _say_compiling() -> None:
+    print("pspc: compiling the ELS CPU kernel (first use on this machine; numba caches it)", file=sys.stderr,
+          flush=True)
+
+
+def _ready(*args) -> None:
+    """Compile `_scan` (or load it from numba's cache) on a one-image input first, saying so on stderr when that
+    takes a while: the first use on a machine compiles for ~20 s."""
+    if _scan in _READY:
+        return
+    note = threading.Timer(2.0, _say_compiling)
+    note.start()
+    try:
+        _scan(*args)
+    finally:
+        note.cancel()
+    _READY.add(_scan)
+
+
+def lanes_last(images: torch.Tensor) -> np.ndarray:
+    """uint8 images [N, C, R, R] -> [C, R, R, N], the layout the kernel streams (made once per dataset)."""
+    return np.ascontiguousarray(images.permute(1, 2, 3, 0).numpy())
+
+
+def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch.Tensor:
+    """D(z, t) [B, C, R, R] float64 for latents z [B, C, R, R] (one noise level t) against uint8 training pixels
+    [C, R, R, N] (`lanes_last`) on the CPU, the model given by `plan`."""
+    B, C, R, _ = z.shape
+    N = pixels.shape[-1]
+    c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # logit = -c · d, d in uint8 units²
+    zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
+    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES)))
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    one = np.zeros(1, np.int64)
+    _ready(np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
+    top, sums = _scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges)
+    # Merge the tasks with their own running bests.
+    top = top.reshape(B, n_ranges, R * R)
+    sums = sums.reshape(B, n_ranges, R * R, 1 + C)
+    scale = np.exp(top - top.max(1, keepdims=True))
+    sums = (sums * scale[..., None]).sum(1)  # [B, R², 1 + C]
+    num, den = sums[..., 1:].transpose(0, 2, 1), sums[..., 0]
+    return torch.from_numpy(num / den[:, None] / UNIT - 1.0).view(B, C, R, R)
