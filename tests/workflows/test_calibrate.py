@@ -125,3 +125,15 @@ def test_pca_locality_thresholds_are_recovered_as_a_schedule(capsys, tmp_path):
     assert all((k, tau) in zero for k, tau in enumerate(preset["params"]["threshold"]))  # ... and so is the fit
     unique = [k for k in range(4) if sum(1 for kk, _ in zero if kk == k) == 1]
     assert unique and all(preset["params"]["threshold"][k] == truth[k] for k in unique)
+
+
+def test_els_patch_sizes_are_recovered_exactly(capsys, tmp_path):
+    registry = tmp_path / "truth.toml"
+    registry.write_text('[presets.sizes]\ndenoiser = "els"\nparams = { patch_sizes = [7, 3, 1, 5], t_min = 0.05, '
+                        't_max = 2.0 }\n')
+    out = tmp_path / "cal"
+    code, _, err = pspc(capsys, "calibrate", "-r", "sizes", "-d", "els", "--registry", registry,
+                        "--candidates", "1,3,5,7", "--n-samples", 2, "-o", out, *GRID, *SMALL)
+    assert code == 0, err
+    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["els_calibrated"]
+    assert preset["params"]["patch_sizes"] == [7, 3, 1, 5]
