@@ -96,7 +96,7 @@ def _near_entries(zu, pixels, crops, c, chunk_size, budget):
     Returns (crop, latent, image) index tensors, or None as soon as they will not fit the budget (then the
     dense passes run instead: at such t nearly every weight matters).
     """
-    C, P, B, N = zu.shape[0], zu.shape[1], zu.shape[2], pixels.shape[-1]
+    C, B, N = zu.shape[0], zu.shape[2], pixels.shape[-1]
     K = crops.n_crops
     gamma = (crops.depth + 6) * EPS32 * 1.01  # relative error bound of d, e's rounding included
     shift_err = 4.0 * EPS32 * float(zu.abs().max() + 1)  # bound on the rounding of z', per value
@@ -123,7 +123,7 @@ def _near_entries(zu, pixels, crops, c, chunk_size, budget):
 def _dense_normalisers(z64, pixels, crops, c, chunk_size):
     """Pass 1, dense (distances in float64): per (crop, latent) the minimum distance dmin, the normaliser
     s = Σ_n exp(c·(dmin - d_n)) (float64), and which images hold a weight above e^EXP_FLOOR for some crop."""
-    C, P, B, N = z64.shape[0], z64.shape[1], z64.shape[2], pixels.shape[-1]
+    B, N = z64.shape[2], pixels.shape[-1]
     K = crops.n_crops
     n_per = max(1, chunk_size // B)
     dmin = torch.full((K, B), torch.inf, dtype=F64, device=z64.device)

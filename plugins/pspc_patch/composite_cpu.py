@@ -519,7 +519,6 @@ def _one_pass3(zu, pixels, R, c, n_ranges, first, last, ref, s, acc):
     B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - 2
-    K = nW * nW
     for task in range(first, last):
         b, r = task // n_ranges, task % n_ranges
         lo, hi = _task_range(r, n_ranges, N)

@@ -258,8 +258,6 @@ def _square_cpu(kern, z, pixels, R, sizes, c) -> list[torch.Tensor]:
 
 def _flex_cpu(kern, z, pixels, plan, c) -> list[torch.Tensor]:
     """Per family (λ): Σ_n x_n[p] Σ_{C∋p} mult_C w_{nC} [B, C, R²] float64, x in uint8 units."""
-    import numpy as np
-
     zu = _units(z).numpy()
     x = pixels.numpy()
     walks = plan.walks

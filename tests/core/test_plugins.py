@@ -163,6 +163,16 @@ def test_presets_from_a_user_registry_file(tmp_path):
         pspc_core.get_preset("small-gaus", f)
 
 
+def test_every_installed_plugins_hooks_module_imports_nothing_heavy():
+    """pspc imports every plugin's hooks at start-up (`pspc list`, `--help`): none may pull in torch."""
+    from importlib.metadata import entry_points
+
+    modules = sorted(ep.value for ep in entry_points(group="pspc"))
+    code = f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False" and len(modules) >= 10
+
+
 def test_every_registered_denoiser_declares_its_factorys_own_names_and_defaults():
     from pspc_core.params import signature_mismatches
 
