@@ -51,6 +51,15 @@ CASES = [
     (["sample", "-d", "network", "-p", "class_label=3", "--data", "builtin:shapes"], "unconditional"),
     (["compare", "-r", "nosuch"], "unknown denoiser 'nosuch'"),
     (["sample", "-d", "gaussian", "--network-pkl", "{tmp}/text.pkl"], "network is not among the chosen denoisers"),
+    # the peer families
+    (["sample", "-d", "els", "-p", "patch_sizes=4"], "patch size 4 is even"),
+    (["sample", "-d", "els", "-p", "patch_sizes=33"], "patch size 33 does not fit"),
+    (["sample", "-d", "els", "-p", "boundary=reflect"], "one of circular, zeros"),
+    (["sample", "-d", "ls", "-p", "patch_sizes=3,5", "-p", "t_grid=1"], "one noise level per value"),
+    (["sample", "-d", "knn", "-p", "k=40"], "must be below the number of training images N = 40"),
+    (["sample", "-d", "knn", "-p", "k=5", "-p", "n=0"], "n = 0"),
+    (["sample", "-d", "pca_locality", "-p", "threshold=1.5"], "outside (0, 1]"),
+    (["sample", "-d", "pca_locality", "-p", "masks={tmp}/masks.npz"], "use masks made for this resolution"),
     # data
     (["sample", "--data", "/no/such.zip"], "does not exist"),
     (["sample", "--data", "builtin:nothing"], "unknown built-in dataset"),
@@ -90,6 +99,7 @@ def files(tmp_path_factory):
     (tmp_path / "a_file").write_text("occupied")
     (tmp_path / "bad.toml").write_text("[defaults\n")
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 4), np.uint8))
+    np.savez(tmp_path / "masks.npz", t=np.array([1.0]), masks=np.zeros((1, 5, 5), bool))
     z = np.zeros((2, 1, 3, 32, 32), np.float32)
     z[1, 0, 0, 0, 0] = np.nan
     np.save(tmp_path / "nan_z.npy", z)
