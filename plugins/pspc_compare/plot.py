@@ -38,8 +38,11 @@ def line_plot(path, x, series: dict[str, np.ndarray], title: str = "", xlabel: s
     from PIL import Image, ImageDraw
 
     x = np.asarray(x, dtype=np.float64)
+    font, small = _font(15), _font(12)
     W, H = size
-    left, right, top, bottom = 84, 180, 46, 64
+    right = max(180, 64 + math.ceil(max((font.getlength(str(n)) for n in series), default=0)))  # the legend
+    W += right - 180
+    left, top, bottom = 84, 46, 64
     pw, ph = W - left - right, H - top - bottom
     ys = [np.asarray(v, dtype=np.float64) for v in series.values()]
     positive = np.concatenate([y[y > 0] for y in ys] + [np.array([])])
@@ -58,7 +61,6 @@ def line_plot(path, x, series: dict[str, np.ndarray], title: str = "", xlabel: s
 
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
-    font, small = _font(15), _font(12)
     for e in _decades(x_lo, x_hi):  # vertical grid and x ticks at decades
         if x_lo <= e <= x_hi:
             X = px(10.0 ** e)
