@@ -132,19 +132,19 @@ def _compare_samples(ref, dens, data, shape, opts: RunOptions, solver: str, devi
     reference = next(iter(drawn.values()))
     if reference is None:  # not rank 0 of a torchrun job
         return
-    rows, table = ["denoiser,sample,mse,r2,nearest_distance"], []
+    rows, table, w = ["denoiser,sample,mse,r2,nearest_distance"], [], max(20, *map(len, drawn))
     for label, x in drawn.items():
         dist = nearest_training_images(x, data)[0].numpy()
         mse, r2 = scores(x, reference)
         rows += [f"{label},{i},{mse[i]:.9g},{r2[i]:.9g},{dist[i]:.9g}" for i in range(len(x))]
-        table.append(f"{label:>20} {mse.mean():>10.3e} {np.median(r2):>9.4f} {np.median(dist):>12.4g} "
+        table.append(f"{label:>{w}} {mse.mean():>10.3e} {np.median(r2):>9.4f} {np.median(dist):>12.4g} "
                      f"{int((dist < 1e-3).sum()):>7}")
     with atomic_path(opts.outdir / "samples.csv") as tmp:
         tmp.write_text("\n".join(rows) + "\n")
     side_by_side(opts.outdir / "samples.png", drawn)
     typer.echo(f"samples against {ref.label} ({len(seeds)} latents, seeds {seeds.start}..{seeds.stop - 1}, "
                f"{solver}, {opts.n_steps} steps, data {opts.data_source()}):")
-    typer.echo(f"{'denoiser':>20} {'mean MSE':>10} {'median r2':>9} {'nearest med':>12} {'copies':>7}")
+    typer.echo(f"{'denoiser':>{w}} {'mean MSE':>10} {'median r2':>9} {'nearest med':>12} {'copies':>7}")
     typer.echo("\n".join(table))
     typer.echo(f"wrote {opts.outdir / 'samples.csv'}, {opts.outdir / 'samples.png'} and LABEL_samples.npy "
                "(the reference's: reference_samples.npy)")

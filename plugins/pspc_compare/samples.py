@@ -9,6 +9,7 @@ sample from the same latent (Kamb & Ganguli's figure of merit):
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +52,15 @@ def side_by_side(path, rows: dict[str, np.ndarray], columns: int = 12) -> None:
 
     first = next(iter(rows.values()))
     n, c, r = min(columns, len(first)), first.shape[1], first.shape[-1]
-    scale, label_w, pad = max(1, 64 // r), 150, 4
+    font = _font(14)
+    scale, pad = max(1, 64 // r), 4
+    label_w = 24 + math.ceil(max(font.getlength(name) for name in rows))
     size = r * scale
     img = Image.new("RGB", (label_w + n * (size + pad), len(rows) * (size + pad) + pad), "white")
     d = ImageDraw.Draw(img)
     for i, (name, images) in enumerate(rows.items()):
         y = pad + i * (size + pad)
-        d.text((8, y + size / 2), name, fill="black", font=_font(14), anchor="lm")
+        d.text((8, y + size / 2), name, fill="black", font=font, anchor="lm")
         for j, im in enumerate(to_uint8(np.asarray(images[:n]))):
             tile = Image.fromarray(im[0] if c == 1 else im[:3].transpose(1, 2, 0)).resize((size, size), Image.NEAREST)
             img.paste(tile, (label_w + j * (size + pad), y))
