@@ -41,6 +41,25 @@ def cifar200_16(shared):
     return load_dataset(shared / "data" / "cifar10-train-200-16.zip", xflip=True)
 
 
+@pytest.fixture(scope="session")
+def peers200(shared):
+    """The peers' reference setting: their outputs were computed on these 200 images without x-flips."""
+    from pspc_core import load_dataset
+
+    return load_dataset(shared / "data" / "cifar10-train-200-16.zip")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """For many tiny torch calls: intra-op threads only add barrier waits there (long ones on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_dataset():
     """A random 8x8 RGB set of 50 images (random pixels: neighbours are far apart)."""

@@ -21,16 +21,6 @@ KERNELS = {"compiled": lambda z, x, plan, t: scan_cpu.scan(z, scan_cpu.lanes_las
            "torch": lambda z, x, plan, t: scan_torch.scan(z, x, plan, t, chunk=64)}
 
 
-@pytest.fixture
-def one_thread():
-    """The torch path's tensors are tiny here: intra-op threads only add barrier waits (long ones on a busy
-    machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_set(n=12, R=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, R, R), generator=g, dtype=torch.uint8)
@@ -56,7 +46,7 @@ def _oracle(model, k, t):
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_matches_float64_oracle_at_every_noise_level(one_thread, kernel, model, k):
+def test_matches_float64_oracle_at_every_noise_level(one_torch_thread, kernel, model, k):
     plan = axis_plan(8, k, model)
     for t in (0.002, 0.01, 0.3, 2.0, 20.0):
         images, z, ref = _oracle(model, k, t)
@@ -82,7 +72,7 @@ def _near_tie(t, gap=1.0):
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("t", [0.01, 0.002])
-def test_near_ties_at_small_noise_match_the_oracle(one_thread, kernel, model, t):
+def test_near_ties_at_small_noise_match_the_oracle(one_torch_thread, kernel, model, t):
     images, z = _near_tie(t)
     for k in (3, 5):
         plan = axis_plan(8, k, model)
@@ -94,7 +84,7 @@ def test_near_ties_at_small_noise_match_the_oracle(one_thread, kernel, model, t)
         assert 0.05 < share < 0.95, f"not a near-tie: the twin's share of the tie pixel is {share}"
 
 
-def test_torch_path_streams_the_training_set_in_chunks(one_thread):
+def test_torch_path_streams_the_training_set_in_chunks(one_torch_thread):
     images = _random_set(12)
     z = _latents(images, 0.3)
     plan = axis_plan(8, 5, "zeros")
@@ -133,11 +123,8 @@ def test_compiled_results_do_not_depend_on_the_thread_count():
 
 
 @pytest.fixture(scope="module")
-def els16(shared):
-    from pspc_core import load_dataset
-
-    return dict(np.load(shared / "reference" / "peers" / "kamb_els_16.npz")), \
-        load_dataset(shared / "data" / "cifar10-train-200-16.zip")
+def els16(shared, peers200):
+    return dict(np.load(shared / "reference" / "peers" / "kamb_els_16.npz")), peers200
 
 
 def _check_rows(den, ref, key):
@@ -166,7 +153,7 @@ def test_ls_matches_authors_outputs_on_cifar32(shared, k):
 
 
 @pytest.mark.slow
-def test_torch_path_matches_authors_outputs(one_thread, els16):
+def test_torch_path_matches_authors_outputs(one_torch_thread, els16):
     ref, data = els16
     for i, t in enumerate(ref["t"]):
         out = scan_torch.scan(torch.from_numpy(ref["z"][i]), data.images, axis_plan(16, 5, "ls"), float(t), chunk=1024)

@@ -10,26 +10,12 @@ from helpers import assert_one_line_error, pspc
 from oracles import knn_estimate_direct
 from pspc_core import ParameterError, create_denoiser, sample
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Thousands of tiny calls: a second thread only waits at barriers (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny torch calls
 
 
 @pytest.fixture(scope="module")
 def ref(shared):
     return dict(np.load(shared / "reference" / "peers" / "knn_16.npz"))
-
-
-@pytest.fixture(scope="module")
-def ship200(shared):
-    from pspc_core import load_dataset
-
-    return load_dataset(shared / "data" / "cifar10-train-200-16.zip")  # no x-flips, as the authors ran
 
 
 SETTINGS = {"knn_k50_ref128": (50, 128), "knn_k8_ref16": (8, 16)}
@@ -117,13 +103,13 @@ def test_draws_follow_the_proposal(tiny_dataset):
     assert (freq - q).abs().max().item() <= 5 * (q.max().item() / n) ** 0.5
 
 
-def test_reproduces_the_authors_outputs_with_their_draws(ref, ship200):
+def test_reproduces_the_authors_outputs_with_their_draws(ref, peers200):
     """With their batch's draws (their global-RNG order, seeds 0..31) our estimate is theirs, every seed and t;
     a draw can fall on the other side of a boundary where their float32 proposal differs from our float64 one."""
     z = torch.from_numpy(ref["z"])
     close, total = 0, 0
     for key, (k, n) in SETTINGS.items():
-        den = create_denoiser("knn", dataset=ship200, k=k, n=n)
+        den = create_denoiser("knn", dataset=peers200, k=k, n=n)
         for i, t in enumerate(ref["t"]):
             prop = den.proposal(z[i], torch.full((5,), float(t)))
             for s in range(32):
@@ -152,7 +138,7 @@ def replicated(prop, times: int):
 
 
 @pytest.mark.parametrize("key", list(SETTINGS))
-def test_as_accurate_as_the_authors_estimator(ref, ship200, key):
+def test_as_accurate_as_the_authors_estimator(ref, peers200, key):
     """Our seeds against their estimator (their draw order, seeds 0..255: its first 32 are the stored outputs, the
     test above): per-seed RMS error to the exact posterior mean ≤ 1.2x theirs, and the mean over the seeds as
     close to it as theirs within three Monte Carlo standard errors. 32 seeds alone are too few at t = 0.3, where
@@ -161,7 +147,7 @@ def test_as_accurate_as_the_authors_estimator(ref, ship200, key):
     from pspc_knn.estimator import latent_seed
 
     k, n = SETTINGS[key]
-    den = create_denoiser("knn", dataset=ship200, k=k, n=n)
+    den = create_denoiser("knn", dataset=peers200, k=k, n=n)
     rms = lambda a: a.pow(2).mean().sqrt().item()  # noqa: E731
     for i, t in enumerate(ref["t"]):
         z, exact = torch.from_numpy(ref["z"][i]), torch.from_numpy(ref["exact_posterior_mean"][i]).double()
@@ -174,7 +160,7 @@ def test_as_accurate_as_the_authors_estimator(ref, ship200, key):
                                 for s in range(SEEDS) for b in range(5)])
         theirs = den.estimate(many, theirs).view(SEEDS, *z.shape).double()
         ours = den.estimate(many, ours).view(SEEDS, *z.shape).double()
-        assert torch.equal(ours[1].float(), create_denoiser("knn", dataset=ship200, k=k, n=n, seed=1)(z, tt))
+        assert torch.equal(ours[1].float(), create_denoiser("knn", dataset=peers200, k=k, n=n, seed=1)(z, tt))
         assert rms(ours - exact) <= 1.2 * rms(theirs - exact) + 1e-7, (key, t)
         noise = rms(ours - ours.mean(0)) / SEEDS**0.5
         assert rms(ours.mean(0) - exact) <= rms(theirs.mean(0) - exact) + 3 * noise + 1e-7, (key, t)

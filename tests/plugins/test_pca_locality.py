@@ -11,26 +11,12 @@ from helpers import assert_one_line_error, pspc
 from oracles import pca_locality_direct, wiener_mask_direct
 from pspc_core import Dataset, ParameterError, ShapeError, create_denoiser
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small problems: a second thread only waits at barriers (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny torch calls
 
 
 @pytest.fixture(scope="module")
 def ref(shared):
     return dict(np.load(shared / "reference" / "peers" / "lukoianov_16.npz"))
-
-
-@pytest.fixture(scope="module")
-def ship200(shared):
-    from pspc_core import load_dataset
-
-    return load_dataset(shared / "data" / "cifar10-train-200-16.zip")  # no x-flips, as the authors ran
 
 
 @pytest.fixture(scope="module")
@@ -96,27 +82,27 @@ def test_bad_masks_files_are_one_line_errors(tmp_path, arrays, error, words):
 # the authors' outputs, with their masks
 
 
-def test_matches_the_authors_exact_softmax_with_their_masks(ref, ship200, stored_masks):
-    den = create_denoiser("pca_locality", dataset=ship200, masks=stored_masks[0])
+def test_matches_the_authors_exact_softmax_with_their_masks(ref, peers200, stored_masks):
+    den = create_denoiser("pca_locality", dataset=peers200, masks=stored_masks[0])
     for i, t in enumerate(ref["t"]):
         err = (den(torch.from_numpy(ref["z"][i]), float(t)) - torch.from_numpy(ref["pca_bsN"][i])).abs().max().item()
         assert err <= (1e-4 if t >= 0.3 else 5e-4), (t, err)
 
 
-def test_matches_the_float64_oracle_with_their_masks(ref, ship200, stored_masks):
-    den = create_denoiser("pca_locality", dataset=ship200, masks=stored_masks[0])
+def test_matches_the_float64_oracle_with_their_masks(ref, peers200, stored_masks):
+    den = create_denoiser("pca_locality", dataset=peers200, masks=stored_masks[0])
     for i, t in enumerate(ref["t"]):
         z = torch.from_numpy(ref["z"][i])
-        oracle = pca_locality_direct(ship200.images, z, float(t), stored_masks[1][i])
+        oracle = pca_locality_direct(peers200.images, z, float(t), stored_masks[1][i])
         assert (den(z, float(t)).double() - oracle).abs().max().item() <= 1e-6, t
 
 
-def test_their_batch_size_quirk_is_a_mean_of_per_batch_softmax_means(ref, ship200, stored_masks):
+def test_their_batch_size_quirk_is_a_mean_of_per_batch_softmax_means(ref, peers200, stored_masks):
     """pca_bs64 (their CIFAR-10 batch size; N = 200 makes batches 64, 64, 64, 8) averages each batch's own
     softmax mean: reproduced here by the oracle per batch, and far from the exact softmax we compute."""
     i, t = 1, float(ref["t"][1])
     z, mask = torch.from_numpy(ref["z"][i]), stored_masks[1][i]
-    per_batch = [pca_locality_direct(ship200.images[s : s + 64], z, t, mask) for s in range(0, 200, 64)]
+    per_batch = [pca_locality_direct(peers200.images[s : s + 64], z, t, mask) for s in range(0, 200, 64)]
     quirk = torch.stack(per_batch).mean(0)
     assert (quirk - torch.from_numpy(ref["pca_bs64"][i]).double()).abs().max().item() <= 1e-4
     assert (torch.from_numpy(ref["pca_bsN"][i]) - torch.from_numpy(ref["pca_bs64"][i])).abs().max().item() > 0.1
@@ -136,20 +122,20 @@ def _float32_ratios(images_u8, alpha_bar: float) -> torch.Tensor:
     return W / W.diagonal()[:, None]
 
 
-def test_our_masks_differ_from_theirs_only_within_float32_error_of_the_threshold(ref, ship200, stored_masks):
+def test_our_masks_differ_from_theirs_only_within_float32_error_of_the_threshold(ref, peers200, stored_masks):
     """Their masks binarise a float32 SVD. Every entry where ours (float64) differs has a ratio |W/diag W| that
     their float32 pipeline, run here, moves across the threshold: |ratio - τ max| ≤ max |ratio32 - ratio|.
     At t = 0.01 that band is wide (float32 null-space eigenvalues ~1e-6 next to t² = 1e-4)."""
     from pspc_gaussian.eigen import covariance_eigen
     from pspc_pca_locality.masks import locality_mask, wiener_ratio
 
-    _, evals, vecs = covariance_eigen(ship200, ddof=1)
+    _, evals, vecs = covariance_eigen(peers200, ddof=1)
     counts = []
     for i, t in enumerate(ref["t"]):
         ratio = wiener_ratio(evals, vecs, float(t)).abs()
         threshold = 0.05 * ratio.max()
         flips = locality_mask(evals, vecs, float(t), 0.05) != stored_masks[1][i]
-        band = (_float32_ratios(ship200.images, float(ref["alpha_bar"][i])).double().abs() - ratio).abs().max()
+        band = (_float32_ratios(peers200.images, float(ref["alpha_bar"][i])).double().abs() - ratio).abs().max()
         near = (ratio - threshold).abs() <= band
         assert bool((near | ~flips).all()), t
         counts.append(int(flips.sum()))
@@ -157,26 +143,26 @@ def test_our_masks_differ_from_theirs_only_within_float32_error_of_the_threshold
 
 
 @pytest.mark.parametrize("t", [0.002, 0.01, 0.3, 2.0, 20.0])
-def test_our_masks_match_a_direct_float64_solve(ship200, t):
+def test_our_masks_match_a_direct_float64_solve(peers200, t):
     """W = Σ(Σ + t²I)⁻¹ by a dense solve instead of the Gram-matrix eigendecomposition: the same mask."""
-    den = create_denoiser("pca_locality", dataset=ship200)
-    assert torch.equal(den.mask(t), wiener_mask_direct(ship200.images, t, 0.05))
+    den = create_denoiser("pca_locality", dataset=peers200)
+    assert torch.equal(den.mask(t), wiener_mask_direct(peers200.images, t, 0.05))
 
 
 @pytest.mark.parametrize("t", [0.002, 0.01, 0.3, 2.0, 20.0])
-def test_matches_the_float64_oracle_with_our_masks(ref, ship200, t):
-    den = create_denoiser("pca_locality", dataset=ship200)
+def test_matches_the_float64_oracle_with_our_masks(ref, peers200, t):
+    den = create_denoiser("pca_locality", dataset=peers200)
     x = torch.from_numpy(ref["x"])
     z = x + t * torch.from_numpy(ref["eps"][1])
-    oracle = pca_locality_direct(ship200.images, z, t, den.mask(t))
+    oracle = pca_locality_direct(peers200.images, z, t, den.mask(t))
     assert (den(z, t).double() - oracle).abs().max().item() <= 1e-6
 
 
-def test_wiener_is_the_gaussian_denoiser_with_an_n_minus_1_covariance(ref, ship200):
+def test_wiener_is_the_gaussian_denoiser_with_an_n_minus_1_covariance(ref, peers200):
     """Their Wiener filter (float32 SVD): where its null space does not matter (t ≥ 0.3) it is ours with
     unbiased=true; with the population covariance (divisor N) it is not."""
-    unbiased = create_denoiser("gaussian", dataset=ship200, unbiased=True)
-    population = create_denoiser("gaussian", dataset=ship200)
+    unbiased = create_denoiser("gaussian", dataset=peers200, unbiased=True)
+    population = create_denoiser("gaussian", dataset=peers200)
     for i, t in enumerate(ref["t"]):
         if t < 0.3:
             continue
