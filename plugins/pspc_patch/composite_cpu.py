@@ -9,10 +9,10 @@ Distances are squared differences in float64, in uint8 units (z' = (z + 1)·127.
 Square crops (PSPC-Square) sum them as running window sums down the columns and along the rows (cost
 independent of k; the rounding is bounded by float64's 1.1e-16 times a column's terms, ≤ 32·3·255²: a logit moves
 by < 1e-8 even at t = 0.002, where neighbouring images are near-ties). Arbitrary crops (PSPC-Flex's masks) add
-their members' terms from lists. Exponentials are a degree-11 polynomial times 2^n built from its exponent bits
-(relative error ~1e-14; it vectorises, unlike exp()). They are taken against a reference distance per crop: the
-first block's minimum, lowered when a later block comes so close that exp would overflow (earlier sums are
-rescaled then).
+their members' terms from lists. Exponentials are a degree-9 polynomial times 2^n built from its exponent bits
+(relative error 1.8e-14; it vectorises, unlike exp()). They are taken against a reference distance per crop: the
+first distance seen, replaced by a block's minimum when that block's sum could hold clamped terms (earlier sums
+are rescaled then).
 
 Two strategies, the same numbers:
 * `two_pass` (any crops): pass 1 gives per crop its reference and s = Σ_n exp(c·(ref - d_n)); pass 2 spreads
@@ -23,8 +23,8 @@ Two strategies, the same numbers:
   For k = 3 (the paper's schedule at small t) `_one_pass3` fuses the row-by-row distance sums, the weights and
   the accumulators while three pixel rows are in cache, and sweeps three adjacent crops at once (1.2-1.3x the
   generic pass, measured on one thread).
-Work is split into tasks over image ranges (and latents), their number fixed by N and the batch size alone, each
-with its own sums, merged in order: results do not depend on the thread count. Tasks are handed out one at a time
+Work is split into tasks, each a range of images (ranges of at least RANGE_MIN images in full blocks) and a group
+of latents, their number fixed by N and the batch size alone; each range has its own sums, merged in order: results do not depend on the thread count. Tasks are handed out one at a time
 to torch's thread count of Python threads running the GIL-free kernels: on a shared machine a descheduled thread
 holds up one task, not a fixed share of the work.
 
@@ -50,6 +50,7 @@ from .crops import BoxCrops
 
 LANES = 128  # images per block (SIMD lanes run over them); working set ~1.5 MB at 32x32: a core's L2
 TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
+RANGE_MIN = 4 * LANES  # images per range at least (two passes): a range's blocks are full, latents split instead
 TASK_TARGET = 16  # latent × image-range tasks (one pass), at least, whatever the thread count
 ONE_PASS_MAX_K = 3  # k²·C multiply-adds per weight against a second pass: 1.5x at k = 2, 1.2-1.3x at k = 3 (fused)
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
@@ -59,7 +60,21 @@ UNIT = 127.5
 LOW = -700.0  # exp(-700) ~ 1e-304: below it a weight is 0 to float64 and to any output
 HIGH = 700.0
 RESHIFT = math.exp(500.0)  # a block sum above it may hold clamped terms
-_INV_FACT = np.array([1.0 / math.factorial(i) for i in range(12)])
+TWO52, SHIFT = 4503599627370496.0, 4503599627371519.0  # 2^52 and 2^52 + 1023 (`_exp`)
+# e^r on |r| ≤ ln2/2: Chebyshev interpolation of degree 9 in monomial form (relative error 1.8e-14)
+E0, E1, E2, E3 = 1.000000000000014, 1.0000000000000107, 0.49999999999420225, 0.16666666666506608
+E4, E5, E6, E7 = 0.04166666704928857, 0.008333333403076093, 0.0013888800476772423, 0.00019841147895541356
+E8, E9 = 2.4885022797049967e-05, 2.76494059758538e-06
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64 (free, and vectorisable)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
 
 
 @intrinsic
@@ -74,18 +89,18 @@ def _float_from_bits(typingctx, bits):
 
 @numba.njit(fastmath=FLAGS)
 def _exp(a):
-    """exp(a) for LOW ≤ a ≤ HIGH (clamped): 2^n · e^r with |r| ≤ ln2/2 and e^r by its Taylor series to r^11
-    (relative error ~1e-14), evaluated in Estrin's scheme (short dependency chains), 2^n built from its exponent
-    bits."""
+    """exp(a) for LOW ≤ a ≤ HIGH (clamped): 2^n · e^r with |r| ≤ ln2/2, e^r a degree-9 polynomial (relative error
+    1.8e-14) in Estrin's scheme (short dependency chains); 2^n from the bits of the exact sum n + SHIFT, whose low
+    mantissa bits hold n + 1023, the exponent field of 2^n (no float->int conversion, no cancellation for
+    reassociation to undo)."""
     a = min(max(a, LOW), HIGH)
-    n = math.floor(a * LOG2E + 0.5)
+    n = np.floor(a * LOG2E + 0.5)
     r = a - n * LN2
     r2 = r * r
     r4 = r2 * r2
-    p03 = (1.0 + r) + r2 * (0.5 + r * _INV_FACT[3])
-    p47 = (_INV_FACT[4] + r * _INV_FACT[5]) + r2 * (_INV_FACT[6] + r * _INV_FACT[7])
-    p8b = (_INV_FACT[8] + r * _INV_FACT[9]) + r2 * (_INV_FACT[10] + r * _INV_FACT[11])
-    return (p03 + r4 * (p47 + r4 * p8b)) * _float_from_bits((np.int64(n) + 1023) << 52)
+    p03 = (E0 + r * E1) + r2 * (E2 + r * E3)
+    p47 = (E4 + r * E5) + r2 * (E6 + r * E7)
+    return (p03 + r4 * (p47 + r4 * (E8 + r * E9))) * _float_from_bits((_bits(n + SHIFT) - _bits(TWO52)) << 52)
 
 
 @numba.njit
@@ -191,28 +206,36 @@ def _task_range(task, n_tasks, N):
     return task * N // n_tasks, (task + 1) * N // n_tasks
 
 
+@numba.njit
+def _task_span(task, n_ranges, n_groups, N, B):
+    """Task = (latent group, image range): its images lo .. hi-1, its latents b0 .. b1-1 and its range r."""
+    g, r = task // n_ranges, task % n_ranges
+    lo, hi = _task_range(r, n_ranges, N)
+    return lo, hi, g * B // n_groups, (g + 1) * B // n_groups, r
+
+
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
-def _pass1(zu, pixels, R, k, ptr, members, c, n_tasks, first, last, ref, s):
-    """Tasks first .. last-1: per task, latent and crop the reference distance ref and s = Σ_n exp(c·(ref - d_n))
-    (ref [n_tasks, B, K] filled with BIG and s with 0 by the caller)."""
+def _pass1(zu, pixels, R, k, ptr, members, c, n_ranges, n_groups, first, last, ref, s):
+    """Tasks first .. last-1 (`_task_span`): per image range, latent and crop the reference distance ref and
+    s = Σ_n exp(c·(ref - d_n)) (ref [n_ranges, B, K] filled with BIG and s with 0 by the caller)."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     K = _n_crops(R, k, ptr)
     for task in range(first, last):
-        lo, hi = _task_range(task, n_tasks, N)
+        lo, hi, b0, b1, r = _task_span(task, n_ranges, n_groups, N, B)
         xb, col, d, ring, u = _buffers(C, P, R, k, K, len(ptr) > 0)
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
-            for b in range(B):
+            for b in range(b0, b1):
                 _distances(zu[b], xb, w, R, k, ptr, members, ring, col, d)
                 for crop in range(K):
-                    old = ref[task, b, crop]
+                    old = ref[r, b, crop]
                     total, new = _weights(d[crop], w, c, old, u, False)
                     if new != old:  # a first or a far closer block: earlier sums (if any) move to the new reference
-                        s[task, b, crop] *= _exp(c * (new - old))
-                        ref[task, b, crop] = new
-                    s[task, b, crop] += total
+                        s[r, b, crop] *= _exp(c * (new - old))
+                        ref[r, b, crop] = new
+                    s[r, b, crop] += total
 
 
 @numba.njit
@@ -235,6 +258,11 @@ def _mask_distances(zu, xb, w, ptr, members, e, d):
     C = xb.shape[0]
     for p in range(xb.shape[1]):
         out = e[p]
+        if C == 3:  # RGB in one sweep
+            x0, x1, x2, a0, a1, a2 = xb[0, p], xb[1, p], xb[2, p], zu[0, p], zu[1, p], zu[2, p]
+            for lane in range(w):
+                out[lane] = _sq(x0[lane], a0) + _sq(x1[lane], a1) + _sq(x2[lane], a2)
+            continue
         for lane in range(w):
             out[lane] = 0.0
         for ch in range(C):
@@ -254,10 +282,11 @@ def _mask_distances(zu, xb, w, ptr, members, e, d):
 @numba.njit(fastmath=FLAGS)
 def _weights(dc, w, c, ref, u, keep):
     """Σ exp(c·(ref - d)) over a block's lanes (kept in u if `keep`), against the crop's reference distance: the
-    block's own minimum for a first block (ref = BIG) or where the sum would hold clamped terms (a block far
-    closer than the reference). Returns (sum, the reference used)."""
+    block's first distance for a first block (ref = BIG), or the block's minimum where the sum would hold clamped
+    terms (a block far closer than the reference; sums below RESHIFT hold none, and no weight is lost against a
+    reference above the minimum). Returns (sum, the reference used)."""
     if ref == BIG:
-        ref = _block_min(dc, w)
+        ref = dc[0]
     total = _exp_sum(dc, w, c, ref, u, keep)
     if total > RESHIFT:
         ref = _block_min(dc, w)
@@ -287,8 +316,8 @@ def _block_min(dc, w):
 
 
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
-def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks, first, last, out):
-    """Per task: Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). Square
+def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_groups, first, last, out):
+    """Per task (`_task_span`): Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). Square
     crops spread their weights along each crop row (into a ring of k + 1 rows), then down the columns one pixel
     row at a time, each pixel row multiplied into the images as soon as it is complete; masks scatter each crop's
     weights onto its members."""
@@ -297,14 +326,14 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks, first, 
     K = _n_crops(R, k, ptr)
     nW = R - k + 1
     for task in range(first, last):
-        lo, hi = _task_range(task, n_tasks, N)
+        lo, hi, b0, b1, r = _task_span(task, n_ranges, n_groups, N, B)
         xb, col, d, ering, _ = _buffers(C, P, R, k, K, len(ptr) > 0)
         ring_rows = k + 1
         ring, wsum = np.empty((ring_rows * R, LANES)), np.empty((2 * R, LANES))
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
-            for b in range(B):
+            for b in range(b0, b1):
                 _distances(zu[b], xb, w, R, k, ptr, members, ering, col, d)
                 for crop in range(K):
                     base, shift, wc = ref[b, crop], log_s[b, crop], d[crop]
@@ -321,7 +350,7 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks, first, 
                             for lane in range(w):
                                 dst[lane] += m * wc[lane]
                     for p in range(P):
-                        _dot(ering[p], xb, p, w, out[task, b])
+                        _dot(ering[p], xb, p, w, out[r, b])
                     continue
                 for i in range(R):
                     if i < nW:  # spread crop row i along the image row into the ring (k + 1 rows are live)
@@ -333,7 +362,7 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_tasks, first, 
                     enter, leave = (min(i, nW - 1) % ring_rows) * R, (max(i - k, 0) % ring_rows) * R
                     for j in range(R):
                         _spread_step(ring[enter + j], ring[leave + j], w, k, nW, i, wsum[now + j], wsum[before + j])
-                        _dot(wsum[now + j], xb, i * R + j, w, out[task, b])
+                        _dot(wsum[now + j], xb, i * R + j, w, out[r, b])
 
 
 @numba.njit(inline="always", fastmath=FLAGS)
@@ -429,17 +458,19 @@ def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarr
     x = pixels.numpy()
     k = getattr(crops, "k", 1)
     ptr, members, mult = _members(crops)
-    n_tasks = min(TASKS, -(-N // LANES))  # fixed by N, so results do not depend on the thread count
+    n_ranges = max(1, min(TASKS, N // RANGE_MIN))  # fixed by N, so results do not depend on the thread count
+    n_groups = max(1, min(B, -(-TASK_TARGET // n_ranges)))  # latents split where ranges are few
+    n_tasks = n_ranges * n_groups
     K = ptr.shape[0] - 1 if len(ptr) else (R - k + 1) ** 2
     one = (np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), R, 1, ptr[:0], members[:0])
-    _ready(_pass1, *one, 1.0, 1, 0, 1, np.full((1, 1, P), BIG), np.zeros((1, 1, P)))
-    _ready(_pass2, *one, mult[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 0, 1, np.zeros((1, 1, C, P)))
-    ref_t, s_t = np.full((n_tasks, B, K), BIG), np.zeros((n_tasks, B, K))
-    _run_tasks(_pass1, n_tasks, zu, x, R, k, ptr, members, c, n_tasks, (ref_t, s_t))
-    ref = ref_t.min(0)  # every task holds images, so every ref is a distance
-    log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all tasks
-    out = np.zeros((n_tasks, B, C, P))
-    _run_tasks(_pass2, n_tasks, zu, x, R, k, ptr, members, mult, c, ref, log_s, n_tasks, (out,))
+    _ready(_pass1, *one, 1.0, 1, 1, 0, 1, np.full((1, 1, P), BIG), np.zeros((1, 1, P)))
+    _ready(_pass2, *one, mult[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 1, 0, 1, np.zeros((1, 1, C, P)))
+    ref_t, s_t = np.full((n_ranges, B, K), BIG), np.zeros((n_ranges, B, K))
+    _run_tasks(_pass1, n_tasks, zu, x, R, k, ptr, members, c, n_ranges, n_groups, (ref_t, s_t))
+    ref = ref_t.min(0)  # every range holds images, so every ref is a distance
+    log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all ranges
+    out = np.zeros((n_ranges, B, C, P))
+    _run_tasks(_pass2, n_tasks, zu, x, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_groups, (out,))
     out = out.sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
     return out / UNIT - cov  # Σ_n W (x / 127.5 - 1)
@@ -510,6 +541,29 @@ def _tile3(q0, q1, q2, c0, c1, c2, c3, c4, w, a0, a1, a2, ch):
     a2[2, ch] += t22
 
 
+@numba.njit(inline="always", fastmath=FLAGS)
+def _rgb_row(xb, z, p, w, r, g, b, e):
+    """Pixel p of the block's RGB images in float64 into r, g, b, and e = Σ_c (x_c - z'_c)² [lanes]."""
+    x0, x1, x2, a0, a1, a2 = xb[0, p], xb[1, p], xb[2, p], z[0, p], z[1, p], z[2, p]
+    for l in range(w):
+        v0, v1, v2 = np.float64(x0[l]), np.float64(x1[l]), np.float64(x2[l])
+        r[l], g[l], b[l] = v0, v1, v2
+        e[l] = (v0 - a0) * (v0 - a0) + (v1 - a1) * (v1 - a1) + (v2 - a2) * (v2 - a2)
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _any_row(xb, z, p, w, dst, e):
+    """`_rgb_row` for any number of channels (dst [C, lanes])."""
+    for l in range(w):
+        e[l] = 0.0
+    for ch in range(xb.shape[0]):
+        src, out, a = xb[ch, p], dst[ch], z[ch, p]
+        for l in range(w):
+            v = np.float64(src[l])
+            out[l] = v
+            e[l] += (v - a) * (v - a)
+
+
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
 def _one_pass3(zu, pixels, R, c, n_ranges, first, last, ref, s, acc):
     """3×3 crops, tasks first .. last-1 of (latent, range), as `_one_pass` (same outputs) but fused row by row:
@@ -535,16 +589,10 @@ def _one_pass3(zu, pixels, R, c, n_ranges, first, last, ref, s, acc):
             for i in range(R):
                 slot = i % 3
                 for j in range(R):
-                    p = i * R + j
-                    e = er[slot, j]
-                    for l in range(w):
-                        e[l] = 0.0
-                    for ch in range(C):
-                        src, dst, a = xb[ch, p], xr[slot, ch, j], z[ch, p]
-                        for l in range(w):
-                            v = np.float64(src[l])
-                            dst[l] = v
-                            e[l] += (v - a) * (v - a)
+                    if C == 3:  # RGB in one sweep (1.1x)
+                        _rgb_row(xb, z, i * R + j, w, xr[slot, 0, j], xr[slot, 1, j], xr[slot, 2, j], er[slot, j])
+                    else:
+                        _any_row(xb, z, i * R + j, w, xr[slot, :, j], er[slot, j])
                 if i < 2:
                     continue
                 cu = i - 2
