@@ -52,6 +52,7 @@ CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal
 SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
 LANES = 32  # training images per block: the SIMD lanes run over them
 TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
+MIN_WINDOWS = 8  # windows per pixel per task, at least (its accumulators cost as much as one window each)
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
 TWO52, SHIFT = 4503599627370496.0, 4503599627371519.0  # 2^52, 2^52 + 1023: an integer n < 2^51 added to 2^52 + 1023
 # lands in the mantissa bits, so bits(n + SHIFT) - bits(2^52) = n + 1023, the exponent field of 2^n
@@ -107,17 +108,26 @@ def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
     xb[:] = 0.0
     for ch in range(C):
         for i in range(R):
-            for j in range(R):
+            for j in range(R):  # a row of lanes at a time (indexing each lane's pixel does not vectorise: 5x)
+                src, dst = pixels[ch, i, j, n0:n0 + w], xb[ch, i + h, j + h]
                 for lane in range(w):
-                    xb[ch, i + h, j + h, lane] = pixels[ch, i, j, n0 + lane]
+                    dst[lane] = src[lane]
     for i in range(W):
         for j in range(W):
-            for lane in range(nl):
-                sq[i, j, lane] = 0.0
-            for ch in range(C):
+            out = sq[i, j]
+            if C == 3:  # RGB in one sweep (3x)
+                x0, x1, x2 = xb[0, i, j], xb[1, i, j], xb[2, i, j]
                 for lane in range(nl):
-                    v = np.float64(xb[ch, i, j, lane])
-                    sq[i, j, lane] += v * v
+                    v0, v1, v2 = np.float64(x0[lane]), np.float64(x1[lane]), np.float64(x2[lane])
+                    out[lane] = v0 * v0 + v1 * v1 + v2 * v2
+                continue
+            for lane in range(nl):
+                out[lane] = 0.0
+            for ch in range(C):
+                x = xb[ch, i, j]
+                for lane in range(nl):
+                    v = np.float64(x[lane])
+                    out[lane] += v * v
     for j in range(W):
         for lane in range(nl):
             cs[j, lane] = 0.0
@@ -320,7 +330,10 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
     N = pixels.shape[-1]
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # logit = -c · d, d in uint8 units²
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
-    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES)))
+    # a task's accumulators [R², 1 + C, LANES] are zeroed and summed once: give it at least MIN_WINDOWS windows per
+    # pixel (LS has one per image block, so 8 blocks; ELS hundreds per block)
+    per_block = plan.windows() ** 2 / (R * R)
+    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES) // max(1, math.ceil(MIN_WINDOWS / per_block))))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     one = np.zeros(1, np.int64)
     _ready(np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
