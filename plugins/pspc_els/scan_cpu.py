@@ -21,7 +21,11 @@ With z' = (z + 1)·127.5 and x in uint8 units (the pixels need no conversion bey
    and single weights below e^-CUT = e^-300 of the running best (set to 0, so no slow denormal numbers ever
    appear). At small t this leaves out almost every exponential.
 
-Loop order: per image block, row option, window row, column option; the column sums of all column options are
+LS (a single, position-locked option) runs its own kernel, `_ls_scan`: each pixel meets one window per image, so
+the distances are box sums of Σ_c (x - z')² themselves (float64 differences, no expansion) and each pixel's
+softmax step takes a block of LS_LANES images at once.
+
+Loop order (ELS): per image block, row option, window row, column option; the column sums of all column options are
 kept across window rows, so the accumulators touched are one output row's, hot in cache. Work is split into tasks
 (latent × range of image blocks, their number fixed by N and B alone) with their own accumulators, merged in
 order at the end with their own running bests: results do not depend on the thread count.
@@ -52,7 +56,8 @@ CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal
 SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
 LANES = 32  # training images per block: the SIMD lanes run over them
 TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
-MIN_WINDOWS = 8  # windows per pixel per task, at least (its accumulators cost as much as one window each)
+LS_LANES = 128  # images per block of the LS kernel (one window per pixel and image: wide blocks amortise each pixel's step)
+LS_MIN_BLOCKS = 2  # LS blocks per task, at least
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
 TWO52, SHIFT = 4503599627370496.0, 4503599627371519.0  # 2^52, 2^52 + 1023: an integer n < 2^51 added to 2^52 + 1023
 # lands in the mantissa bits, so bits(n + SHIFT) - bits(2^52) = n + 1023, the exponent field of 2^n
@@ -295,6 +300,127 @@ def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
     return top, sums
 
 
+@numba.njit(parallel=True, fastmath=FLAGS, cache=True)
+def _ls_scan(zu, pixels, k, c, n_ranges):
+    """LS (position-locked windows), per task (latent b, range r of blocks of LS_LANES images): each pixel's running
+    best logit top [R²] and S, A_c relative to it [R², 1 + C]. The distance of pixel p's window to image n's window
+    at p is the k×k box sum of e_n = Σ_c (x_n,c - z'_c)² (zero-padded: 0 outside the image), by running sums down
+    the columns (rows leave from a ring of k + 1) and along the rows: O(1) per (pixel, image) whatever k is."""
+    B, C, R = zu.shape[0], zu.shape[1], zu.shape[2]
+    N = pixels.shape[-1]
+    h = k // 2
+    n_blocks = -(-N // LS_LANES)
+    n_tasks = B * n_ranges
+    top = np.full((n_tasks, R * R), -BIG)
+    sums = np.zeros((n_tasks, R * R, 1 + C))
+    for task in numba.prange(n_tasks):
+        b, r = task // n_ranges, task % n_ranges
+        ring, col = np.empty((k + 1, R, LS_LANES)), np.empty((R, LS_LANES))
+        d = np.empty(LS_LANES)
+        z, ttop, tsum = zu[b], top[task], sums[task]
+        for blk in range(r * n_blocks // n_ranges, (r + 1) * n_blocks // n_ranges):
+            n0 = blk * LS_LANES
+            w = min(LS_LANES, N - n0)
+            for j in range(R):
+                for lane in range(w):
+                    col[j, lane] = 0.0
+            for i in range(R + h):  # row i enters the column sums; output row i - h is complete
+                if i < R:
+                    slot = ring[i % (k + 1)]
+                    for j in range(R):
+                        e, cj = slot[j], col[j]
+                        _row_distances(pixels, z, i, j, n0, w, e)
+                        for lane in range(w):
+                            cj[lane] += e[lane]
+                if i >= k:  # row i - k leaves
+                    gone = ring[(i - k) % (k + 1)]
+                    for j in range(R):
+                        cj, ej = col[j], gone[j]
+                        for lane in range(w):
+                            cj[lane] -= ej[lane]
+                if i >= h:
+                    _ls_row(pixels, col, i - h, h, n0, w, c, d, ttop, tsum)
+    return top, sums
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _row_distances(pixels, z, i, j, n0, w, e):
+    """e [lanes] = Σ_c (x_c - z'_c)² at pixel (i, j) for images n0 .. n0+w."""
+    C = pixels.shape[0]
+    if C == 3:
+        x0, x1, x2 = pixels[0, i, j, n0:n0 + w], pixels[1, i, j, n0:n0 + w], pixels[2, i, j, n0:n0 + w]
+        a0, a1, a2 = z[0, i, j], z[1, i, j], z[2, i, j]
+        for lane in range(w):
+            v0, v1, v2 = np.float64(x0[lane]) - a0, np.float64(x1[lane]) - a1, np.float64(x2[lane]) - a2
+            e[lane] = v0 * v0 + v1 * v1 + v2 * v2
+        return
+    for lane in range(w):
+        e[lane] = 0.0
+    for ch in range(C):
+        x, a = pixels[ch, i, j, n0:n0 + w], z[ch, i, j]
+        for lane in range(w):
+            v = np.float64(x[lane]) - a
+            e[lane] += v * v
+
+
+@numba.njit(fastmath=FLAGS)
+def _ls_row(pixels, col, o, h, n0, w, c, d, ttop, tsum):
+    """Output row o: d = the column sums' running sum over columns j - h .. j + h (clipped), logits -c·d, and
+    each pixel's streamed softmax (as `_windows`: a running best, blocks SKIP below it left out, weights below
+    e^-CUT set to 0) accumulating S and A_c = Σ w x_c at the pixel itself."""
+    C, R = pixels.shape[0], col.shape[0]
+    for lane in range(w):
+        d[lane] = 0.0
+    for j in range(min(h, R)):
+        cj = col[j]
+        for lane in range(w):
+            d[lane] += cj[lane]
+    for j in range(R):
+        if j + h < R:
+            add = col[j + h]
+            for lane in range(w):
+                d[lane] += add[lane]
+        if j - h - 1 >= 0:
+            sub = col[j - h - 1]
+            for lane in range(w):
+                d[lane] -= sub[lane]
+        near = BIG
+        for lane in range(w):
+            near = min(near, d[lane])
+        p = o * R + j
+        most, best = -c * near, ttop[p]
+        if most < best - SKIP:
+            continue
+        if most > best:  # a better window: what was accumulated moves to the new reference
+            shrink = math.exp(best - most) if most - best < CUT else 0.0
+            for i in range(1 + C):
+                tsum[p, i] *= shrink
+            ttop[p] = best = most
+        if C == 3:
+            x0, x1, x2 = pixels[0, o, j, n0:n0 + w], pixels[1, o, j, n0:n0 + w], pixels[2, o, j, n0:n0 + w]
+            s = a0 = a1 = a2 = 0.0
+            for lane in range(w):
+                a = -c * d[lane] - best
+                u = _exp_neg(a)
+                u = u if a > -CUT else 0.0
+                s += u
+                a0 += u * np.float64(x0[lane])
+                a1 += u * np.float64(x1[lane])
+                a2 += u * np.float64(x2[lane])
+            tsum[p, 0] += s
+            tsum[p, 1] += a0
+            tsum[p, 2] += a1
+            tsum[p, 3] += a2
+            continue
+        for lane in range(w):
+            a = -c * d[lane] - best
+            u = _exp_neg(a)
+            u = u if a > -CUT else 0.0
+            tsum[p, 0] += u
+            for ch in range(C):
+                tsum[p, 1 + ch] += u * np.float64(pixels[ch, o, j, n0 + lane])
+
+
 _READY: set = set()
 
 
@@ -304,18 +430,18 @@ def _say_compiling() -> None:
           flush=True)
 
 
-def _ready(*args) -> None:
-    """Compile `_scan` (or load it from numba's cache) on a one-image input first, saying so on stderr when that
+def _ready(kernel, *args) -> None:
+    """Compile `kernel` (or load it from numba's cache) on a one-image input first, saying so on stderr when that
     takes a while: the first use on a machine compiles for ~20 s."""
-    if _scan in _READY:
+    if kernel in _READY:
         return
     note = threading.Timer(2.0, _say_compiling)
     note.start()
     try:
-        _scan(*args)
+        kernel(*args)
     finally:
         note.cancel()
-    _READY.add(_scan)
+    _READY.add(kernel)
 
 
 def lanes_last(images: torch.Tensor) -> np.ndarray:
@@ -329,18 +455,31 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
     B, C, R, _ = z.shape
     N = pixels.shape[-1]
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # logit = -c · d, d in uint8 units²
+    if len(plan.shift) == 1 and plan.shift[0] == 0 and not plan.circular:  # position-locked windows (LS)
+        return _merge(*_run_ls(z, pixels, plan.k, c), B, C, R)
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
-    # a task's accumulators [R², 1 + C, LANES] are zeroed and summed once: give it at least MIN_WINDOWS windows per
-    # pixel (LS has one per image block, so 8 blocks; ELS hundreds per block)
-    per_block = plan.windows() ** 2 / (R * R)
-    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES) // max(1, math.ceil(MIN_WINDOWS / per_block))))
+    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES)))
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     one = np.zeros(1, np.int64)
-    _ready(np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
-    top, sums = _scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges)
-    # Merge the tasks with their own running bests.
-    top = top.reshape(B, n_ranges, R * R)
-    sums = sums.reshape(B, n_ranges, R * R, 1 + C)
+    _ready(_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
+    return _merge(*_scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges), B, C, R)
+
+
+def _run_ls(z: torch.Tensor, pixels: np.ndarray, k: int, c: float):
+    """`_ls_scan` for latents z against pixels [C, R, R, N]: (top, sums) per task."""
+    B, C, R, _ = z.shape
+    zu = z.detach().double().add(1).mul(UNIT).contiguous().numpy()  # z' (uint8 units)
+    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[-1] // LS_LANES) // LS_MIN_BLOCKS))
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _ready(_ls_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, 1.0, 1)
+    return _ls_scan(zu, pixels, k, c, n_ranges)
+
+
+def _merge(top, sums, B, C, R) -> torch.Tensor:
+    """D [B, C, R, R] from the tasks' running bests top [B·n_ranges, R²] and sums [.., R², 1 + C], merged in
+    order."""
+    top = top.reshape(B, -1, R * R)
+    sums = sums.reshape(B, top.shape[1], R * R, 1 + C)
     scale = np.exp(top - top.max(1, keepdims=True))
     sums = (sums * scale[..., None]).sum(1)  # [B, R², 1 + C]
     num, den = sums[..., 1:].transpose(0, 2, 1), sums[..., 0]

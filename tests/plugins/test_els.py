@@ -103,10 +103,11 @@ def test_mixed_noise_levels_in_one_batch_are_split_by_t():
         assert (out[i : i + 1].double() - ref).abs().max().item() <= 1e-6
 
 
-def test_compiled_results_do_not_depend_on_the_thread_count():
-    images = _random_set(40)
+@pytest.mark.parametrize("model", ["zeros", "ls"])  # LS runs its own kernel
+def test_compiled_results_do_not_depend_on_the_thread_count(model):
+    images = _random_set(300)
     z = _latents(images, 0.3)
-    plan = axis_plan(8, 3, "zeros")
+    plan = axis_plan(8, 3, model)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
