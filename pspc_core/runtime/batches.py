@@ -135,9 +135,9 @@ def run_in_batches(outdir: Path, stem: str, key: dict, n: int, batch: int, compu
     rank, world = distributed.rank_world()
     job = BatchJob(Path(outdir) / WORKDIR / stem, key, n, batch)
     mine = job.ranges[rank::world]
-    done = len(set(job.done()) & set(mine))
+    done = len(set(job.done()) & set(job.ranges))  # every rank's (one output folder), said once by rank 0
     if done and rank == 0:
-        print(f"resuming: {done} of {len(mine)} batches of {stem} already done", file=sys.stderr)
+        print(f"resuming: {done} of {len(job.ranges)} batches of {stem} already done", file=sys.stderr)
     desc = stem if world == 1 else f"{stem} (rank 0 of {world})"
     with Progress(len(mine), desc, enable=progress and rank == 0) as bar:
         job.run(compute, ranges=mine, on_batch=lambda *_: bar.advance())
