@@ -56,7 +56,7 @@ CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal
 SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
 LANES = 32  # training images per block: the SIMD lanes run over them
 TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
-LS_LANES = 128  # images per block of the LS kernel (one window per pixel and image: wide blocks amortise each pixel's step)
+LS_LANES = 128  # images per block of the LS kernel (one window per pixel and image: wide blocks amortise a step)
 LS_MIN_BLOCKS = 2  # LS blocks per task, at least
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
 TWO52, SHIFT = 4503599627370496.0, 4503599627371519.0  # 2^52, 2^52 + 1023: an integer n < 2^51 added to 2^52 + 1023
@@ -104,10 +104,11 @@ def _exp_neg(a):
 
 @numba.njit(fastmath=FLAGS)
 def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
-    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, LANES] (float32 uint8 units, exact; zero-padded by h),
-    and xw [R, R, LANES] = c Σ_c x_c² over the k×k window centred on each pixel (zero-padded), by running sums of
-    squared integers (exact in float64). Lanes w .. LANES-1 hold no image: their xw is BIG/2, so their logits sit
-    far below anything real. sq [R+2h, R+2h, LANES] and cs [R+2h, LANES] are scratch."""
+    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, LANES] (float32 uint8
+    units, exact; zero-padded by h), and xw [R, R, LANES] = c Σ_c x_c² over the k×k window centred on each pixel
+    (zero-padded), by running sums of squared integers (exact in float64). Lanes w .. LANES-1 hold no image: their
+    xw is BIG/2, so their logits sit far below anything real. sq [R+2h, R+2h, LANES] and cs [R+2h, LANES] are
+    scratch."""
     C, R, nl = pixels.shape[0], pixels.shape[1], xb.shape[-1]
     k, W = 2 * h + 1, R + 2 * h
     xb[:] = 0.0

@@ -23,10 +23,11 @@ Two strategies, the same numbers:
   For k = 3 (the paper's schedule at small t) `_one_pass3` fuses the row-by-row distance sums, the weights and
   the accumulators while three pixel rows are in cache, and sweeps three adjacent crops at once (1.2-1.3x the
   generic pass, measured on one thread).
-Work is split into tasks, each a range of images (ranges of at least RANGE_MIN images in full blocks) and a group
-of latents, their number fixed by N and the batch size alone; each range has its own sums, merged in order: results do not depend on the thread count. Tasks are handed out one at a time
-to torch's thread count of Python threads running the GIL-free kernels: on a shared machine a descheduled thread
-holds up one task, not a fixed share of the work.
+Work is split into tasks, each a range of images (two passes: ranges of at least RANGE_MIN images, in full
+blocks) and a group of latents, their number fixed by N and the batch size alone; each range has its own sums,
+merged in order: results do not depend on the thread count. Tasks are handed out one at a time to torch's thread
+count of Python threads running the GIL-free kernels: on a shared machine a descheduled thread holds up one task,
+not a fixed share of the work.
 
 One file on purpose: numba's on-disk cache is invalidated only by changes to the file that defines a cached
 function, so helpers shared by cached kernels must live beside them.
@@ -48,7 +49,7 @@ from numba.extending import intrinsic
 
 from .crops import BoxCrops
 
-LANES = 256  # images per block (SIMD lanes run over them): 1.1x over 128 (k = 23, and k = 3 fused), 64 and less slower
+LANES = 256  # images per block (SIMD lanes run over them): 1.1x over 128 (k = 23, fused k = 3); 64 or less: slower
 TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
 RANGE_MIN = 4 * LANES  # images per range at least (two passes): a range's blocks are full, latents split instead
 TASK_TARGET = 16  # latent × image-range tasks (one pass), at least, whatever the thread count
@@ -317,10 +318,10 @@ def _block_min(dc, w):
 
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
 def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_groups, first, last, out):
-    """Per task (`_task_span`): Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) - log s). Square
-    crops spread their weights along each crop row (into a ring of k + 1 rows), then down the columns one pixel
-    row at a time, each pixel row multiplied into the images as soon as it is complete; masks scatter each crop's
-    weights onto its members."""
+    """Per task (`_task_span`): Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) -
+    log s). Square crops spread their weights along each crop row (into a ring of k + 1 rows), then down the
+    columns one pixel row at a time, each pixel row multiplied into the images as soon as it is complete; masks
+    scatter each crop's weights onto its members."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     K = _n_crops(R, k, ptr)
