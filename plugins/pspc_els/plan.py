@@ -43,6 +43,11 @@ class AxisPlan:
     def h(self) -> int:
         return self.k // 2
 
+    @property
+    def position_locked(self) -> bool:
+        """Whether each coordinate meets only the window at its own place (LS; bbELS with k = R plans the same)."""
+        return len(self.shift) == 1 and self.shift[0] == 0 and not self.circular
+
     def windows(self) -> int:
         """Windows along this axis over all options (a model compares R² pixels with windows() ** 2 windows)."""
         return int((self.hi - self.lo + 1).sum())

@@ -456,11 +456,11 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
     B, C, R, _ = z.shape
     N = pixels.shape[-1]
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # logit = -c · d, d in uint8 units²
-    if len(plan.shift) == 1 and plan.shift[0] == 0 and not plan.circular:  # position-locked windows (LS)
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    if plan.position_locked:
         return _merge(*_run_ls(z, pixels, plan.k, c), B, C, R)
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES)))
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     one = np.zeros(1, np.int64)
     _ready(_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
     return _merge(*_scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges), B, C, R)
@@ -471,7 +471,6 @@ def _run_ls(z: torch.Tensor, pixels: np.ndarray, k: int, c: float):
     B, C, R, _ = z.shape
     zu = z.detach().double().add(1).mul(UNIT).contiguous().numpy()  # z' (uint8 units)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-pixels.shape[-1] // LS_LANES) // LS_MIN_BLOCKS))
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     _ready(_ls_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, 1.0, 1)
     return _ls_scan(zu, pixels, k, c, n_ranges)
 
