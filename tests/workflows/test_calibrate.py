@@ -6,28 +6,37 @@ import tomllib
 import numpy as np
 import pytest
 
-
 from helpers import assert_one_line_error, pspc
 
 SMALL = ["--data", "builtin:shapes:60", "--no-xflip", "-q", "--device", "cpu"]
 GRID = ["--n-steps", "4", "--t-min", "0.05", "--t-max", "2"]
-TRUTH = '[presets.truth]\ndenoiser = "pspc_sq"\nparams = { patch_sizes = [5, 3, 2, 4], t_min = 0.05, t_max = 2.0 }\n'
+
+
+def _registry(tmp_path, denoiser: str, params: str):
+    """A registry file holding the preset `truth`: `denoiser` with `params` (a TOML inline table's body)."""
+    path = tmp_path / "truth.toml"
+    path.write_text(f'[presets.truth]\ndenoiser = "{denoiser}"\nparams = {{ {params} }}\n')
+    return path
+
+
+def _calibrate(capsys, tmp_path, *args):
+    """`pspc calibrate ARGS` into tmp_path/cal on the small grid: (that folder, the presets it wrote)."""
+    out = tmp_path / "cal"
+    code, _, err = pspc(capsys, "calibrate", *args, "-o", out, *GRID, *SMALL)
+    assert code == 0, err
+    return out, tomllib.loads((out / "calibrated.toml").read_text())["presets"]
 
 
 @pytest.fixture
 def truth(tmp_path):
-    path = tmp_path / "truth.toml"
-    path.write_text(TRUTH)
-    return path
+    return _registry(tmp_path, "pspc_sq", "patch_sizes = [5, 3, 2, 4], t_min = 0.05, t_max = 2.0")
 
 
 @pytest.mark.parametrize("metric", ["mse", "cosine"])
 def test_a_reference_that_is_pspc_sq_with_a_schedule_is_recovered_exactly(capsys, tmp_path, truth, metric):
-    out = tmp_path / "cal"
-    code, stdout, err = pspc(capsys, "calibrate", "-r", "truth", "-d", "pspc_sq", "--registry", truth, "--metric",
-                             metric, "--n-samples", 4, "--batch", 2, "-o", out, *GRID, *SMALL)
-    assert code == 0, err
-    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_sq_calibrated"]
+    out, presets = _calibrate(capsys, tmp_path, "-r", "truth", "-d", "pspc_sq", "--registry", truth, "--metric",
+                              metric, "--n-samples", 4, "--batch", 2)
+    preset = presets["pspc_sq_calibrated"]
     assert preset["params"]["patch_sizes"] == [5, 3, 2, 4] and len(preset["params"]["t_grid"]) == 4
     assert preset["calibration"]["seeds"] == [100000, 100004] and preset["calibration"]["metric"] == metric
     assert (out / "calibration_pspc_sq.png").exists() and not (out / ".pspc-work").exists()
@@ -39,11 +48,8 @@ def test_the_calibrated_schedule_is_never_worse_than_the_default_on_its_calibrat
     from pspc_core import create_denoiser, edm_schedule, load_dataset
     from pspc_core.latents import forward_process
 
-    out = tmp_path / "cal"
-    code, _, err = pspc(capsys, "calibrate", "-r", "gaussian", "-d", "pspc_sq", "--n-samples", 3, "--batch", 3,
-                        "-o", out, *GRID, *SMALL)
-    assert code == 0, err
-    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_sq_calibrated"]
+    _, presets = _calibrate(capsys, tmp_path, "-r", "gaussian", "-d", "pspc_sq", "--n-samples", 3, "--batch", 3)
+    preset = presets["pspc_sq_calibrated"]
     data = load_dataset("builtin:shapes:60")
     reference = create_denoiser("gaussian", dataset=data)
     calibrated = create_denoiser("pspc_sq", dataset=data, **preset["params"])
@@ -56,9 +62,8 @@ def test_the_calibrated_schedule_is_never_worse_than_the_default_on_its_calibrat
 
 
 def test_compare_uses_a_calibrated_preset_as_is_but_never_on_its_calibration_latents(capsys, tmp_path, truth):
-    out = tmp_path / "cal"
-    pspc(capsys, "calibrate", "-r", "truth", "-d", "pspc_sq", "--registry", truth, "--n-samples", 2, "--seed", 5,
-         "--candidates", "2,3,4,5", "-o", out, *GRID, *SMALL)
+    out, _ = _calibrate(capsys, tmp_path, "-r", "truth", "-d", "pspc_sq", "--registry", truth, "--n-samples", 2,
+                        "--seed", 5, "--candidates", "2,3,4,5")
     presets = out / "calibrated.toml"
     args = ["compare", "-r", "gaussian", "--preset", "pspc_sq_calibrated", "-d", "pspc_sq", "--registry", presets,
             "--n-samples", 3, "-o", tmp_path / "cmp", *GRID, *SMALL]
@@ -100,24 +105,18 @@ def test_compare_samples_scores_every_denoiser_against_the_reference_samples(cap
 def test_flex_masses_are_calibrated_on_a_grid_of_their_own(capsys, tmp_path):
     heatmaps = tmp_path / "h.npy"
     np.save(heatmaps, np.random.default_rng(0).random((3, 32, 32, 32, 32), dtype=np.float32))
-    out = tmp_path / "cal"
-    code, stdout, err = pspc(capsys, "calibrate", "-r", "gaussian", "-d", "pspc_flex", "-p", f"pspc_flex.heatmaps={heatmaps}",
-                             "--candidates", "0.2,0.6,1", "--n-samples", 2, "-o", out, *GRID, *SMALL)
-    assert code == 0, err
-    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pspc_flex_calibrated"]
+    _, presets = _calibrate(capsys, tmp_path, "-r", "gaussian", "-d", "pspc_flex", "-p",
+                            f"pspc_flex.heatmaps={heatmaps}", "--candidates", "0.2,0.6,1", "--n-samples", 2)
+    preset = presets["pspc_flex_calibrated"]
     assert len(preset["params"]["thresholds"]) == 4 and set(preset["params"]["thresholds"]) <= {0.2, 0.6, 1.0}
     assert preset["params"]["heatmaps"] == str(heatmaps)
 
 
 def test_pca_locality_thresholds_are_recovered_as_a_schedule(capsys, tmp_path):
-    registry = tmp_path / "truth.toml"
-    registry.write_text('[presets.taus]\ndenoiser = "pca_locality"\n'
-                        'params = { threshold = [1.0, 0.1, 0.02, 0.3], t_min = 0.05, t_max = 2.0 }\n')
-    out = tmp_path / "cal"
-    code, _, err = pspc(capsys, "calibrate", "-r", "taus", "-d", "pca_locality", "--registry", registry,
-                        "--candidates", "0.02,0.1,0.3,1", "--n-samples", 2, "-o", out, *GRID, *SMALL)
-    assert code == 0, err
-    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["pca_locality_calibrated"]
+    registry = _registry(tmp_path, "pca_locality", "threshold = [1.0, 0.1, 0.02, 0.3], t_min = 0.05, t_max = 2.0")
+    out, presets = _calibrate(capsys, tmp_path, "-r", "truth", "-d", "pca_locality", "--registry", registry,
+                              "--candidates", "0.02,0.1,0.3,1", "--n-samples", 2)
+    preset = presets["pca_locality_calibrated"]
     rows = [line.split(",") for line in (out / "calibration.csv").read_text().splitlines()[1:]]
     zero = {(int(r[1]), float(r[3])) for r in rows if float(r[4]) == 0}  # (t index, τ) giving the truth's outputs
     truth = [1.0, 0.1, 0.02, 0.3]
@@ -128,12 +127,7 @@ def test_pca_locality_thresholds_are_recovered_as_a_schedule(capsys, tmp_path):
 
 
 def test_els_patch_sizes_are_recovered_exactly(capsys, tmp_path):
-    registry = tmp_path / "truth.toml"
-    registry.write_text('[presets.sizes]\ndenoiser = "els"\nparams = { patch_sizes = [7, 3, 1, 5], t_min = 0.05, '
-                        't_max = 2.0 }\n')
-    out = tmp_path / "cal"
-    code, _, err = pspc(capsys, "calibrate", "-r", "sizes", "-d", "els", "--registry", registry,
-                        "--candidates", "1,3,5,7", "--n-samples", 2, "-o", out, *GRID, *SMALL)
-    assert code == 0, err
-    preset = tomllib.loads((out / "calibrated.toml").read_text())["presets"]["els_calibrated"]
-    assert preset["params"]["patch_sizes"] == [7, 3, 1, 5]
+    registry = _registry(tmp_path, "els", "patch_sizes = [7, 3, 1, 5], t_min = 0.05, t_max = 2.0")
+    _, presets = _calibrate(capsys, tmp_path, "-r", "truth", "-d", "els", "--registry", registry,
+                            "--candidates", "1,3,5,7", "--n-samples", 2)
+    assert presets["els_calibrated"]["params"]["patch_sizes"] == [7, 3, 1, 5]
