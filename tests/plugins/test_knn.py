@@ -1,7 +1,6 @@
 """knn: the kNN importance-sampling estimator against a float64 oracle, the authors' outputs (knn_16.npz) and
 the empirical denoiser; its draws are a function of the latent alone (no batch dependence)."""
 
-
 import numpy as np
 import pytest
 import torch
