@@ -22,7 +22,7 @@ Two strategies, the same numbers:
   x_{n,C} (k²·C values), cheaper than a second pass while k²·C is small; the composite is assembled at the end.
   For k = 3 (the paper's schedule at small t) `_one_pass3` fuses the row-by-row distance sums, the weights and
   the accumulators while three pixel rows are in cache, and sweeps three adjacent crops at once (1.2-1.3x the
-  generic pass, measured on one thread).
+  generic pass, measured on one thread), for two latents at a time (1.2x more at 10 and at 100 latents).
 Work is split into tasks, each a range of images (two passes: ranges of at least RANGE_MIN images, in full
 blocks) and a group of latents, their number fixed by N and the batch size alone; each range has its own sums,
 merged in order: results do not depend on the thread count. Tasks are handed out one at a time to torch's thread
@@ -53,6 +53,8 @@ LANES = 256  # images per block (SIMD lanes run over them): 1.1x over 128 (k = 2
 TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
 RANGE_MIN = 4 * LANES  # images per range at least (two passes): a range's blocks are full, latents split instead
 TASK_TARGET = 16  # latent × image-range tasks (one pass), at least, whatever the thread count
+GROUP = 2  # latents per task of the k = 3 pass: they share each block's float64 rows and the loads of
+# its accumulation sweeps (1.05-1.3x over one latent; more need more registers than there are)
 ONE_PASS_MAX_K = 3  # k²·C multiply-adds per weight against a second pass: 1.5x at k = 2, 1.2-1.3x at k = 3 (fused)
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
 BIG = 1e300  # "no minimum yet" (finite: comparisons stay cheap to vectorise)
@@ -531,113 +533,173 @@ def _tile3(q0, q1, q2, c0, c1, c2, c3, c4, w, a0, a1, a2, ch):
         t20 += u2 * x2
         t21 += u2 * x3
         t22 += u2 * x4
-    a0[0, ch] += t00
-    a0[1, ch] += t01
-    a0[2, ch] += t02
-    a1[0, ch] += t10
-    a1[1, ch] += t11
-    a1[2, ch] += t12
-    a2[0, ch] += t20
-    a2[1, ch] += t21
-    a2[2, ch] += t22
+    _add3(a0, ch, t00, t01, t02)
+    _add3(a1, ch, t10, t11, t12)
+    _add3(a2, ch, t20, t21, t22)
 
 
 @numba.njit(inline="always", fastmath=FLAGS)
-def _rgb_row(xb, z, p, w, r, g, b, e):
-    """Pixel p of the block's RGB images in float64 into r, g, b, and e = Σ_c (x_c - z'_c)² [lanes]."""
-    x0, x1, x2, a0, a1, a2 = xb[0, p], xb[1, p], xb[2, p], z[0, p], z[1, p], z[2, p]
+def _tile3x2(q0, q1, q2, p0, p1, p2, c0, c1, c2, c3, c4, w, a0, a1, a2, b0, b1, b2, ch):
+    """`_tile3` for two latents at once (weights q_i into a_i, p_i into b_i): 11 loads per 18 multiply-adds, which
+    is all that two floating-point units take in."""
+    t00 = t01 = t02 = t10 = t11 = t12 = t20 = t21 = t22 = 0.0
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = 0.0
     for l in range(w):
-        v0, v1, v2 = np.float64(x0[l]), np.float64(x1[l]), np.float64(x2[l])
-        r[l], g[l], b[l] = v0, v1, v2
-        e[l] = (v0 - a0) * (v0 - a0) + (v1 - a1) * (v1 - a1) + (v2 - a2) * (v2 - a2)
+        x0, x1, x2, x3, x4 = c0[l], c1[l], c2[l], c3[l], c4[l]
+        u0, u1, u2, v0, v1, v2 = q0[l], q1[l], q2[l], p0[l], p1[l], p2[l]
+        t00 += u0 * x0
+        t01 += u0 * x1
+        t02 += u0 * x2
+        t10 += u1 * x1
+        t11 += u1 * x2
+        t12 += u1 * x3
+        t20 += u2 * x2
+        t21 += u2 * x3
+        t22 += u2 * x4
+        s00 += v0 * x0
+        s01 += v0 * x1
+        s02 += v0 * x2
+        s10 += v1 * x1
+        s11 += v1 * x2
+        s12 += v1 * x3
+        s20 += v2 * x2
+        s21 += v2 * x3
+        s22 += v2 * x4
+    _add3(a0, ch, t00, t01, t02)
+    _add3(a1, ch, t10, t11, t12)
+    _add3(a2, ch, t20, t21, t22)
+    _add3(b0, ch, s00, s01, s02)
+    _add3(b1, ch, s10, s11, s12)
+    _add3(b2, ch, s20, s21, s22)
+
+
+@numba.njit(inline="always")
+def _add3(a, ch, t0, t1, t2):
+    a[0, ch] += t0
+    a[1, ch] += t1
+    a[2, ch] += t2
 
 
 @numba.njit(inline="always", fastmath=FLAGS)
-def _any_row(xb, z, p, w, dst, e):
-    """`_rgb_row` for any number of channels (dst [C, lanes])."""
+def _float_row(xb, p, w, xr, slot, j):
+    """Pixel p of the block's images in float64 into xr[slot, :, j] (indexed whole: a row taken from a sliced
+    view loses numba's knowledge that it is contiguous, and with it the vector code)."""
+    for ch in range(xb.shape[0]):
+        src = xb[ch, p]
+        for l in range(w):
+            xr[slot, ch, j, l] = np.float64(src[l])
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _sq_row(xr, slot, j, z, p, w, e):
+    """e [lanes] = Σ_c (x_c - z'_c)² for pixel p's float64 values xr[slot, :, j] and the latent's z' [C, P]."""
+    if xr.shape[1] == 3:  # RGB in one sweep
+        x0, x1, x2, a0, a1, a2 = xr[slot, 0, j], xr[slot, 1, j], xr[slot, 2, j], z[0, p], z[1, p], z[2, p]
+        for l in range(w):
+            e[l] = (x0[l] - a0) * (x0[l] - a0) + (x1[l] - a1) * (x1[l] - a1) + (x2[l] - a2) * (x2[l] - a2)
+        return
     for l in range(w):
         e[l] = 0.0
-    for ch in range(xb.shape[0]):
-        src, out, a = xb[ch, p], dst[ch], z[ch, p]
+    for ch in range(xr.shape[1]):
+        x, a = xr[slot, ch, j], z[ch, p]
         for l in range(w):
-            v = np.float64(src[l])
-            out[l] = v
-            e[l] += (v - a) * (v - a)
+            e[l] += (x[l] - a) * (x[l] - a)
 
 
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
-def _one_pass3(zu, pixels, R, c, n_ranges, first, last, ref, s, acc):
-    """3×3 crops, tasks first .. last-1 of (latent, range), as `_one_pass` (same outputs) but fused row by row:
-    each pixel row of a block is converted to float64 once and its squared differences summed; once three rows
-    are in, the crop row's distances, weights and accumulators follow while those rows are in L1/L2. Three
-    adjacent crops share one sweep over the lanes (their 3×3 windows span five columns: 8 loads per 9 FMAs)."""
+def _one_pass3(zu, pixels, R, c, n_ranges, n_groups, first, last, ref, s, acc):
+    """3×3 crops, tasks first .. last-1 (`_task_span`: a group of latents, a range of images), as `_one_pass` (same
+    outputs) but fused row by row: each pixel row of a block is converted to float64 once for the whole group and
+    each latent's squared differences summed; once three rows are in, each latent's crop-row distances and weights
+    follow, then the accumulators while those rows are in L1/L2. Three adjacent crops of two latents share one
+    sweep over the lanes (their 3×3 windows span five columns: 11 loads per 18 FMAs)."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     nW = R - 2
     for task in range(first, last):
-        b, r = task // n_ranges, task % n_ranges
-        lo, hi = _task_range(r, n_ranges, N)
-        z = zu[b]
+        lo, hi, b0, b1, r = _task_span(task, n_ranges, n_groups, N, B)
+        G = b1 - b0
         xb = np.empty((C, P, LANES), np.uint8)
         xr = np.empty((3, C, R, LANES))  # pixel rows i % 3 in float64
-        er = np.empty((3, R, LANES))  # their e = Σ_c (x - z')²
+        er = np.empty((G, 3, R, LANES))  # each latent's e = Σ_c (x - z')² on those rows
         col = np.empty((R, LANES))
         d = np.empty((nW, LANES))
-        wt = np.empty((nW, LANES))
+        wt = np.empty((G, nW, LANES))
         for n0 in range(lo, hi, LANES):
             w = min(LANES, hi - n0)
             _load(pixels, n0, w, xb)
             for i in range(R):
                 slot = i % 3
                 for j in range(R):
-                    if C == 3:  # RGB in one sweep (1.1x)
-                        _rgb_row(xb, z, i * R + j, w, xr[slot, 0, j], xr[slot, 1, j], xr[slot, 2, j], er[slot, j])
-                    else:
-                        _any_row(xb, z, i * R + j, w, xr[slot, :, j], er[slot, j])
+                    _float_row(xb, i * R + j, w, xr, slot, j)
+                for g in range(G):
+                    for j in range(R):
+                        _sq_row(xr, slot, j, zu[b0 + g], i * R + j, w, er[g, slot, j])
                 if i < 2:
                     continue
                 cu = i - 2
-                for j in range(R):
-                    cj, e0, e1, e2 = col[j], er[0, j], er[1, j], er[2, j]
-                    for l in range(w):
-                        cj[l] = e0[l] + e1[l] + e2[l]
-                for v in range(nW):
-                    dv, c0, c1, c2 = d[v], col[v], col[v + 1], col[v + 2]
-                    for l in range(w):
-                        dv[l] = c0[l] + c1[l] + c2[l]
-                for v in range(nW):
-                    crop = cu * nW + v
-                    old = ref[b, r, crop]
-                    total, new = _weights(d[v], w, c, old, wt[v], True)
-                    if new != old:
-                        scale = _exp(c * (new - old))
-                        s[b, r, crop] *= scale
-                        acc[b, r, crop] *= scale
-                        ref[b, r, crop] = new
-                    s[b, r, crop] += total
-                v = 0
-                while v + 2 < nW:
-                    c0, c1, c2 = cu * nW + v, cu * nW + v + 1, cu * nW + v + 2
-                    for oi in range(3):
-                        sl = (cu + oi) % 3
-                        for ch in range(C):
-                            X = xr[sl, ch]
-                            _tile3(wt[v], wt[v + 1], wt[v + 2], X[v], X[v + 1], X[v + 2], X[v + 3], X[v + 4], w,
-                                   acc[b, r, c0, 3 * oi:3 * oi + 3], acc[b, r, c1, 3 * oi:3 * oi + 3],
-                                   acc[b, r, c2, 3 * oi:3 * oi + 3], ch)
-                    v += 3
-                while v < nW:
-                    crop = cu * nW + v
-                    q = wt[v]
-                    for oi in range(3):
-                        sl = (cu + oi) % 3
-                        for oj in range(3):
-                            for ch in range(C):
-                                xp, a = xr[sl, ch, v + oj], 0.0
-                                for l in range(w):
-                                    a += q[l] * xp[l]
-                                acc[b, r, crop, oi * 3 + oj, ch] += a
-                    v += 1
+                for g in range(G):
+                    b = b0 + g
+                    for j in range(R):
+                        cj, e0, e1, e2 = col[j], er[g, 0, j], er[g, 1, j], er[g, 2, j]
+                        for l in range(w):
+                            cj[l] = e0[l] + e1[l] + e2[l]
+                    for v in range(nW):
+                        dv, c0, c1, c2 = d[v], col[v], col[v + 1], col[v + 2]
+                        for l in range(w):
+                            dv[l] = c0[l] + c1[l] + c2[l]
+                    for v in range(nW):
+                        crop = cu * nW + v
+                        old = ref[b, r, crop]
+                        total, new = _weights(d[v], w, c, old, wt[g, v], True)
+                        if new != old:
+                            scale = _exp(c * (new - old))
+                            s[b, r, crop] *= scale
+                            acc[b, r, crop] *= scale
+                            ref[b, r, crop] = new
+                        s[b, r, crop] += total
+                _crop_row3(xr, wt, cu, nW, w, b0, G, acc, r)
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _crop_row3(xr, wt, cu, nW, w, b0, G, acc, r):
+    """Crop row cu of latents b0 .. b0+G-1 (image range r): acc[b, r, crop, oi·3 + oj, ch] += Σ_l wt[b - b0, v, l]
+    · x(cu + oi, v + oj, ch)[l], three crops (and two latents) per sweep, then the crops left over one at a time.
+    Arrays are indexed whole in the calls: every view held in a variable costs reference counting per call."""
+    C = xr.shape[1]
+    v = 0
+    while v + 2 < nW:
+        c0, c1, c2 = cu * nW + v, cu * nW + v + 1, cu * nW + v + 2
+        for oi in range(3):
+            sl, o = (cu + oi) % 3, 3 * oi
+            for ch in range(C):
+                g = 0
+                while g + 1 < G:
+                    b, n = b0 + g, b0 + g + 1
+                    _tile3x2(wt[g, v], wt[g, v + 1], wt[g, v + 2], wt[g + 1, v], wt[g + 1, v + 1], wt[g + 1, v + 2],
+                             xr[sl, ch, v], xr[sl, ch, v + 1], xr[sl, ch, v + 2], xr[sl, ch, v + 3],
+                             xr[sl, ch, v + 4], w, acc[b, r, c0, o:o + 3], acc[b, r, c1, o:o + 3],
+                             acc[b, r, c2, o:o + 3], acc[n, r, c0, o:o + 3], acc[n, r, c1, o:o + 3],
+                             acc[n, r, c2, o:o + 3], ch)
+                    g += 2
+                if g < G:
+                    b = b0 + g
+                    _tile3(wt[g, v], wt[g, v + 1], wt[g, v + 2], xr[sl, ch, v], xr[sl, ch, v + 1], xr[sl, ch, v + 2],
+                           xr[sl, ch, v + 3], xr[sl, ch, v + 4], w, acc[b, r, c0, o:o + 3], acc[b, r, c1, o:o + 3],
+                           acc[b, r, c2, o:o + 3], ch)
+        v += 3
+    while v < nW:
+        crop = cu * nW + v
+        for g in range(G):
+            q = wt[g, v]
+            for oi in range(3):
+                for oj in range(3):
+                    for ch in range(C):
+                        xp, t = xr[(cu + oi) % 3, ch, v + oj], 0.0
+                        for l in range(w):
+                            t += q[l] * xp[l]
+                        acc[b0 + g, r, crop, oi * 3 + oj, ch] += t
+        v += 1
 
 
 def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarray:
@@ -650,11 +712,14 @@ def one_pass_square(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> n
     K = nW * nW
     _ready(_one_pass, np.zeros((1, C, R * R)), np.zeros((C, R * R, 1), np.uint8), R, 1, 1.0, 1, 0, 1,
            np.full((1, 1, R * R), BIG), np.zeros((1, 1, R * R)), np.zeros((1, 1, R * R, 1, C)))
+    if k == 3:  # tasks: pairs of latents x image ranges
+        n_groups = -(-B // GROUP)
+        n_ranges = max(1, min(-(-TASK_TARGET // n_groups), -(-pixels.shape[2] // LANES)))
     ref, s, acc = np.full((B, n_ranges, K), BIG), np.zeros((B, n_ranges, K)), np.zeros((B, n_ranges, K, k * k, C))
     if k == 3:
-        _ready(_one_pass3, np.zeros((1, C, 9)), np.zeros((C, 9, 1), np.uint8), 3, 1.0, 1, 0, 1,
+        _ready(_one_pass3, np.zeros((1, C, 9)), np.zeros((C, 9, 1), np.uint8), 3, 1.0, 1, 1, 0, 1,
                np.full((1, 1, 1), BIG), np.zeros((1, 1, 1)), np.zeros((1, 1, 1, 9, C)))
-        _run_tasks(_one_pass3, B * n_ranges, zu, pixels.numpy(), R, c, n_ranges, (ref, s, acc))
+        _run_tasks(_one_pass3, n_groups * n_ranges, zu, pixels.numpy(), R, c, n_ranges, n_groups, (ref, s, acc))
     else:
         _run_tasks(_one_pass, B * n_ranges, zu, pixels.numpy(), R, k, c, n_ranges, (ref, s, acc))
     scale = np.exp(c * (ref.min(1, keepdims=True) - ref))  # every range holds images: every ref is a distance

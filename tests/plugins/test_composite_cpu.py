@@ -164,7 +164,7 @@ def test_flex_equals_its_torch_passes(monkeypatch):
 @pytest.mark.parametrize("channels, R, t", [(3, 9, 0.3), (1, 10, 0.002), (3, 11, 5.0)])
 def test_fused_three_by_three_pass_matches_the_oracle(channels, R, t):
     """k = 3 takes `_one_pass3`: crop rows whose width is not a multiple of three (a lone crop after the sweeps of
-    three), one or three channels, and a partial block of lanes."""
+    three), one or three channels, a partial block of lanes, and three latents (a pair and one alone)."""
     images = _data(150, channels=channels, R=R, seed=12)
     z = _latents(images, t)
     crops = BoxCrops(R, 3)
