@@ -1,9 +1,10 @@
 """One run at a time per output folder: an exclusive lock on OUTDIR/.pspc-work/lock for the whole run.
 
 A second run into the same folder stops at once with one line naming the holder's process, instead of two
-runs interleaving batch files. The lock is the operating system's (`fcntl.flock`), so it goes with the process:
-a killed run never leaves a stale lock behind (its file may stay; the next run takes it over). Under torchrun only rank 0 takes it. Where `fcntl` does not
-exist (Windows) runs are not locked.
+runs interleaving batch files. Folders the lock had to create are removed again if the run leaves them empty.
+The lock is the operating system's (`fcntl.flock`), so it goes with the process: a killed run never leaves a
+stale lock behind (its file may stay; the next run takes it over). Under torchrun only rank 0 takes it. Where
+`fcntl` does not exist (Windows) runs are not locked.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def output_lock(outdir: str | os.PathLike):
         return
     folder = Path(outdir) / WORKDIR
     path = folder / "lock"
+    made = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]  # removed again if left empty
     while True:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -56,4 +58,5 @@ def output_lock(outdir: str | os.PathLike):
         except OSError:
             pass
         os.close(fd)  # releases the lock
-        remove_if_empty(folder)
+        for empty in (folder, *made):  # a run that wrote nothing (bad input, say) leaves no folders behind
+            remove_if_empty(empty)

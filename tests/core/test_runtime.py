@@ -73,6 +73,16 @@ def test_a_second_run_into_a_locked_folder_stops_with_one_line(tmp_path):
     assert not (tmp_path / ".pspc-work").exists()
 
 
+def test_folders_the_lock_made_go_again_unless_the_run_wrote_into_them(tmp_path):
+    with pytest.raises(RunError):
+        with output_lock(tmp_path / "a" / "b"):
+            raise RunError("bad input")
+    assert not (tmp_path / "a").exists()
+    with output_lock(tmp_path / "a" / "b"):
+        (tmp_path / "a" / "b" / "out.npy").write_bytes(b"x")
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["out.npy"]
+
+
 def _try_lock(folder):
     try:
         with output_lock(folder):
