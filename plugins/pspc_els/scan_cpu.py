@@ -209,6 +209,23 @@ def _wrap(i, R):
     return i - R if i >= R else i
 
 
+@numba.njit(inline="always")
+def _reference(top, sums, p, most):
+    """(pixel p's reference logit, whether to leave the window out) for a window whose best lane's logit is
+    `most`: left out when it lies SKIP below the running best top[p]; when it beats it, what was accumulated in
+    sums[p] moves to the new reference (one scalar exp) and top[p] follows."""
+    best = top[p]
+    if most < best - SKIP:
+        return best, True
+    if most > best:
+        shrink = math.exp(best - most) if most - best < CUT else 0.0
+        for i in range(sums.shape[1]):
+            sums[p, i] *= shrink
+        top[p] = most
+        return most, False
+    return best, False
+
+
 @numba.njit(fastmath=FLAGS)
 def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv):
     """The windows v < nw of one row enter their pixels' softmax. Logit per lane: L = Σ_{j<k} col[v + j] (a running
@@ -237,14 +254,9 @@ def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv
             most = max(most, lv[lane])
         p = U(row * R + px)
         px = px + 1 if px < R - 1 else 0
-        best = top[p]
-        if most < best - SKIP:
+        best, skip = _reference(top, acc, p, most)
+        if skip:
             continue
-        if most > best:  # a better window: what was accumulated moves to the new reference
-            shrink = math.exp(best - most) if most - best < CUT else 0.0
-            for i in range(1 + C):
-                acc[p, i] *= shrink
-            top[p] = best = most
         xc = U(cx0 + v)
         if C == 3:
             s0 = s1 = s2 = s3 = 0.0
@@ -404,14 +416,9 @@ def _ls_row(pixels, col, o, h, n0, w, c, d, ttop, tsum):
         for lane in range(w):
             near = min(near, d[lane])
         p = o * R + j
-        most, best = -c * near, ttop[p]
-        if most < best - SKIP:
+        best, skip = _reference(ttop, tsum, p, -c * near)
+        if skip:
             continue
-        if most > best:  # a better window: what was accumulated moves to the new reference
-            shrink = math.exp(best - most) if most - best < CUT else 0.0
-            for i in range(1 + C):
-                tsum[p, i] *= shrink
-            ttop[p] = best = most
         if C == 3:
             x0, x1, x2 = pixels[0, o, j, n0:n0 + w], pixels[1, o, j, n0:n0 + w], pixels[2, o, j, n0:n0 + w]
             s = a0 = a1 = a2 = 0.0
