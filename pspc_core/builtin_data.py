@@ -9,6 +9,8 @@ empirical denoiser reproduces training images. The label is the kind of the larg
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .errors import DatasetError
@@ -18,22 +20,25 @@ KINDS = ("disc", "rectangle", "triangle", "ring")
 DEFAULT = "builtin:shapes"
 DEFAULT_SIZE, DEFAULT_SEED = 2000, 0
 MAX_IMAGES = 200_000  # 600 MB of images; more is a typo, not a data set
+MAX_SEED = 2**63 - 1  # the largest seed a signed 64-bit field holds
 
 
 def parse_builtin(spec: str) -> tuple[int, int]:
-    """(number of images, seed) of `shapes`, `shapes:N` or `shapes:N:SEED` (the part after `builtin:`)."""
+    """(number of images, seed) of `shapes`, `shapes:N` or `shapes:N:SEED` (the part after `builtin:`). The
+    fields are checked here, digits only and in range, so that a spelling like ` 10` or `1_0` or a seed numpy
+    refuses (negative) never reaches the drawing."""
     name, *rest = spec.split(":")
     if name != "shapes":
         raise DatasetError(f"unknown built-in dataset builtin:{spec}; the built-in set is builtin:shapes")
-    try:
-        n = int(rest[0]) if rest else DEFAULT_SIZE
-        seed = int(rest[1]) if len(rest) > 1 else DEFAULT_SEED
-        if len(rest) > 2:
-            raise ValueError
-    except ValueError:
-        raise DatasetError(f"builtin:{spec}: use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED") from None
+    if len(rest) > 2 or not all(re.fullmatch(r"-?[0-9]{1,30}", part) for part in rest):
+        raise DatasetError(f"builtin:{spec}: use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED "
+                           "with whole numbers N and SEED")
+    n = int(rest[0]) if rest else DEFAULT_SIZE
+    seed = int(rest[1]) if len(rest) > 1 else DEFAULT_SEED
     if not 1 <= n <= MAX_IMAGES:
         raise DatasetError(f"builtin:{spec} asks for {n} images; ask for 1 to {MAX_IMAGES}")
+    if not 0 <= seed <= MAX_SEED:
+        raise DatasetError(f"builtin:{spec} has seed {seed}; use a seed from 0 to {MAX_SEED} (2**63 - 1)")
     return n, seed
 
 

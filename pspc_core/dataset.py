@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,16 +136,75 @@ def _fmt(shape) -> str:
     return f"{shape[0]}x{shape[1]}x{shape[2]} (CxHxW)"
 
 
-def _labels(meta: dict | None, names: list[str]):
-    if not meta or meta.get("labels") is None:
+MAX_CLASS = 999_999  # a million classes; a larger label is a broken file, and one-hot labels of it would not fit
+LABELS_FORM = ('write {"labels": [["00000/img00000000.png", 0], ...]}, one [image, class] pair per image with '
+               f'classes 0 to {MAX_CLASS}, or {{"labels": null}}')
+
+
+def _labels(meta, names: list[str], where: str):
+    """Classes [N], in the order of `names`, from the dataset.json `meta` (EDM's {"labels": [[image, class], ...]}
+    or {"labels": null}). Anything else is refused at its first bad entry: a label dropped, rounded or given to
+    the wrong image would silently train and evaluate on the wrong classes."""
+
+    def refuse(problem: str) -> DatasetError:
+        return DatasetError(f"{where}: {problem}; {LABELS_FORM}")
+
+    if not isinstance(meta, dict):
+        raise refuse(f"holds {_kind(meta)}, not an object")
+    if "labels" not in meta:
+        raise refuse('has no "labels" key')
+    entries = meta["labels"]
+    if entries is None or not names:  # no images: `_stack` says so
         return None
-    table = {n: lab for n, lab in meta["labels"]}
-    if not all(n in table for n in names):
-        return None
-    vals = [table[n] for n in names]
-    if vals and isinstance(vals[0], (list, tuple)):  # float label vectors: keep the argmax class
-        vals = [int(np.argmax(v)) for v in vals]
-    return np.asarray(vals, dtype=np.int64)
+    if not isinstance(entries, list):
+        raise refuse(f'"labels" is {_kind(entries)}, not a list')
+    images, table, width = set(names), {}, None
+    for i, entry in enumerate(entries):
+        at = f"labels[{i}] = {_short(entry)}"
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise refuse(f"{at} is not an [image, class] pair")
+        name, label = entry
+        if name not in images:
+            raise refuse(f"{at} names {name}, which is not one of the dataset's images")
+        if name in table:
+            raise refuse(f"{at} labels {name} a second time")
+        kind = _class_of(label)
+        if kind is None:
+            raise refuse(f"{at} has class {_short(label)}, not a whole number from 0 to {MAX_CLASS}")
+        if width is not None and kind[1] != width:
+            raise refuse(f"{at} has a label of another form than labels[0]")
+        table[name], width = kind
+    missing = next((n for n in names if n not in table), None)
+    if missing is not None:
+        raise refuse(f"image {missing} has no label")
+    return np.asarray([table[n] for n in names], dtype=np.int64)
+
+
+def _class_of(label) -> tuple[int, int] | None:
+    """(class, 0) of a whole number 0..MAX_CLASS (`2.0` is 2; `true` and `1.5` are no class), or (index of the
+    largest entry, length) of a vector of numbers (EDM's reader accepts such soft labels); None for anything else."""
+    if _is_number(label):
+        return (int(label), 0) if 0 <= label <= MAX_CLASS and label == int(label) else None
+    if isinstance(label, list) and 0 < len(label) <= MAX_CLASS + 1 and all(_is_number(v) for v in label):
+        return int(np.argmax(label)), len(label)
+    return None
+
+
+def _is_number(value) -> bool:
+    """A finite JSON number (bools are ints to Python, not numbers to JSON)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+
+
+def _kind(value) -> str:
+    """The JSON name of `value`'s type, for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), "null")
+
+
+def _short(value, limit: int = 60) -> str:
+    """`value` as JSON, cut to `limit` characters, to quote an entry in a message."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 MAX_MEMBER = 64 << 20  # one image or dataset.json: CIFAR-10's 100k labels take 4 MB; more is a broken file
@@ -156,10 +216,10 @@ def _check_size(size: int, name: str) -> None:
                            "holds; rebuild the dataset with `pspc dataset make`")
 
 
-def _read_json(data: bytes, name: str) -> dict:
+def _read_json(data: bytes, name: str):
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any dataset.json
         raise DatasetError(f"{name} is not valid JSON; fix or remove it") from None
 
 
@@ -170,10 +230,11 @@ def _read_zip(path: Path):
         raise DatasetError(f"dataset {path} is not a readable zip file; rebuild it with `pspc dataset make`") from None
     with zf:
         names = sorted(n for n in zf.namelist() if n.lower().endswith(IMAGE_SUFFIXES))
-        meta = None
+        labels = None
         if "dataset.json" in zf.namelist():
-            _check_size(zf.getinfo("dataset.json").file_size, f"{path}:dataset.json")
-            meta = _read_json(zf.read("dataset.json"), f"{path}:dataset.json")
+            where = f"{path}:dataset.json"
+            _check_size(zf.getinfo("dataset.json").file_size, where)
+            labels = _labels(_read_json(zf.read("dataset.json"), where), names, where)
         arrays = []
         for n in names:
             _check_size(zf.getinfo(n).file_size, f"{path}:{n}")
@@ -182,21 +243,21 @@ def _read_zip(path: Path):
             except (zipfile.BadZipFile, OSError, EOFError):
                 raise DatasetError(f"image {path}:{n} is unreadable or corrupt; rebuild the zip") from None
             arrays.append(_decode(data, f"{path}:{n}"))
-    return _stack(arrays, names, str(path)), _labels(meta, names)
+    return _stack(arrays, names, str(path)), labels
 
 
 def _read_folder(path: Path):
     files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     names = [f.relative_to(path).as_posix() for f in files]
     meta_file = path / "dataset.json"
-    meta = None
     if meta_file.exists():
         _check_size(meta_file.stat().st_size, str(meta_file))
-        meta = _read_json(meta_file.read_bytes(), str(meta_file))
+        labels = _labels(_read_json(meta_file.read_bytes(), str(meta_file)), names, str(meta_file))
+    else:
+        labels = _folder_labels(names)
     for f in files:
         _check_size(f.stat().st_size, str(f))
     arrays = [_decode(f.read_bytes(), str(f)) for f in files]
-    labels = _labels(meta, names) if meta is not None else _folder_labels(names)
     return _stack(arrays, names, str(path)), labels
 
 
@@ -211,20 +272,9 @@ def _folder_labels(names: list[str]):
 
 def _read_array(path: Path):
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        arr, labels = _load_arrays(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # also object arrays, damaged .npz members
         raise DatasetError(f"dataset {path} is not a readable numpy file ({exc}); re-save it with numpy") from None
-    labels = None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = data.files
-            key = next((k for k in ("images", "x", "arr_0") if k in keys), keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise DatasetError(f"dataset {path} has arrays {keys}; name the image array 'images'")
-            arr = data[key]
-            labels = data["labels"] if "labels" in keys else None
-    else:
-        arr = data
     if arr.dtype != np.uint8:
         raise DatasetError(f"dataset {path} holds {arr.dtype} values; save uint8 images (0..255)")
     if arr.ndim == 3:
@@ -233,4 +283,29 @@ def _read_array(path: Path):
         raise DatasetError(f"dataset {path} has shape {arr.shape}; expected [N,C,R,R] or [N,R,R,C]")
     if arr.shape[2] != arr.shape[3] and arr.shape[1] == arr.shape[2]:  # channels last
         arr = arr.transpose(0, 3, 1, 2)
+    if labels is not None:
+        _check_array_labels(labels, len(arr), path)
     return arr, labels
+
+
+def _load_arrays(path: Path):
+    """(images, labels or None) as stored in a .npy or .npz file, unchecked."""
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        return data, None
+    with data:
+        keys = data.files
+        key = next((k for k in ("images", "x", "arr_0") if k in keys), keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise DatasetError(f"dataset {path} has arrays {keys}; name the image array 'images'")
+        return data[key], data["labels"] if "labels" in keys else None
+
+
+def _check_array_labels(labels: np.ndarray, n: int, path: Path) -> None:
+    """An array file's labels are one integer class 0..MAX_CLASS per image, as dataset.json's."""
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise DatasetError(f"dataset {path} has {labels.dtype} labels of shape {labels.shape}; save one integer "
+                           f"class per image, shape ({n},)")
+    if n and not 0 <= labels.min() <= labels.max() <= MAX_CLASS:
+        raise DatasetError(f"dataset {path} has classes from {labels.min()} to {labels.max()}; number them from 0 "
+                           f"to at most {MAX_CLASS}")

@@ -168,3 +168,107 @@ def test_builtin_default_is_the_2000_image_seed_0_set():
 def test_absurd_builtin_sizes_are_refused_before_drawing():
     with pytest.raises(DatasetError, match="ask for 1 to 200000"):
         load_dataset("builtin:shapes:1000000000")
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("builtin:shapes:10:-1", "has seed -1; use a seed from 0 to 9223372036854775807"),
+    (f"builtin:shapes:10:{2**63}", f"has seed {2**63}; use a seed from 0"),
+    ("builtin:shapes:10:x", "use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED"),
+    ("builtin:shapes:1_0", "use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED"),
+    ("builtin:shapes: 10", "use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED"),
+    ("builtin:shapes:10:0:1", "use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED"),
+    ("builtin:shapes:10:" + "9" * 5000, "use builtin:shapes, builtin:shapes:N or builtin:shapes:N:SEED"),
+])
+def test_bad_builtin_specs_name_the_valid_form(spec, match):
+    with pytest.raises(DatasetError, match=match):
+        load_dataset(spec)
+
+
+def test_the_largest_builtin_seed_is_accepted():
+    from pspc_core.builtin_data import parse_builtin
+
+    assert parse_builtin(f"shapes:10:{2**63 - 1}") == (10, 2**63 - 1)
+
+
+def _zip_with_json(path, meta: str, n=3):
+    """An EDM zip of `n` 4x4 images whose dataset.json holds the text `meta`."""
+    from pspc_core.edm_zip import archive_name
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, img in enumerate(_images(n, r=4)):
+            buf = io.BytesIO()
+            Image.fromarray(img.transpose(1, 2, 0)).save(buf, format="PNG")
+            zf.writestr(archive_name(i), buf.getvalue())
+        zf.writestr("dataset.json", meta)
+    return path
+
+
+def _entries(*labels, names=None):
+    names = names or [f"00000/img0000000{i}.png" for i in range(len(labels))]
+    return '{"labels": [' + ", ".join(f'["{n}", {lab}]' for n, lab in zip(names, labels)) + "]}"
+
+
+@pytest.mark.parametrize("meta, match", [
+    ("[1, 2]", "holds a list, not an object"),
+    ("{}", 'has no "labels" key'),
+    ('{"labels": [1, 2]}', r"labels\[0\] = 1 is not an \[image, class\] pair"),
+    ('{"labels": "abc"}', '"labels" is a string, not a list'),
+    ('{"labels": {"00000/img00000000.png": 1}}', '"labels" is an object, not a list'),
+    ('{"labels": [["00000/img00000000.png"]]}', r"labels\[0\] = \[\"00000/img00000000.png\"\] is not an \[image"),
+    (_entries(0, '"x"', 1), r'labels\[1\] = \["00000/img00000001.png", "x"\] has class "x", not a whole number'),
+    (_entries(0, 1, -2), "has class -2, not a whole number from 0 to 999999"),
+    (_entries(0, 1.5, 1), "has class 1.5, not a whole number"),
+    (_entries(0, "true", 1), "has class true, not a whole number"),
+    (_entries(0, 1, 10**6), "has class 1000000, not a whole number"),
+    (_entries(0, 1, "[0.2, 0.8]"), r"labels\[2\] .* has a label of another form than labels\[0\]"),
+    (_entries(0, 1, 2, names=["00000/img00000000.png", "00000/img00000001.png", "00000/img00000009.png"]),
+     "names 00000/img00000009.png, which is not one of the dataset's images"),
+    (_entries(0, 1, 2, names=["00000/img00000000.png", "00000/img00000001.png", "00000/img00000001.png"]),
+     "labels 00000/img00000001.png a second time"),
+    (_entries(0, 1), "image 00000/img00000002.png has no label"),
+])
+def test_malformed_dataset_json_names_the_zip_the_entry_and_the_form(tmp_path, meta, match):
+    path = _zip_with_json(tmp_path / "d.zip", meta)
+    with pytest.raises(DatasetError, match=r"d\.zip:dataset\.json: .*" + match + r'.*\{"labels": null\}') as info:
+        load_dataset(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("meta, labels", [
+    ('{"labels": null}', None),
+    (_entries(0, "2.0", 1), [0, 2, 1]),
+    (_entries("[0.1, 0.9]", "[0.7, 0.3]", "[0.0, 1.0]"), [1, 0, 1]),  # EDM's soft labels: the largest entry
+])
+def test_well_formed_dataset_json_labels(tmp_path, meta, labels):
+    ds = load_dataset(_zip_with_json(tmp_path / "d.zip", meta))
+    assert (None if ds.labels is None else ds.labels.tolist()) == labels
+
+
+def test_a_folder_dataset_json_is_checked_like_a_zips(tmp_path):
+    for i, img in enumerate(_images(2)):
+        _save_png(tmp_path / f"{i}.png", img)
+    (tmp_path / "dataset.json").write_text('{"labels": [["0.png", 0]]}')
+    with pytest.raises(DatasetError, match="image 1.png has no label"):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.array([0, -1, 2]), "classes from -1 to 2"),
+    (np.array([0, 1]), r"labels of shape \(2,\); save one integer class per image, shape \(3,\)"),
+    (np.array([0.0, 1.5, 2.0]), "float64 labels"),
+])
+def test_bad_array_labels_are_refused(tmp_path, labels, match):
+    np.savez(tmp_path / "d.npz", images=_images(3), labels=labels)
+    with pytest.raises(DatasetError, match=match):
+        load_dataset(tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("command", ["info", "sample"])
+def test_bad_labels_and_seeds_are_one_error_line_on_the_command_line(capsys, tmp_path, command):
+    from helpers import assert_one_line_error, pspc
+
+    bad_zip = _zip_with_json(tmp_path / "d.zip", _entries(0, 1, -2))
+    for data, fragment in [(bad_zip, "has class -2"), ("builtin:shapes:10:-1", "has seed -1")]:
+        args = ["dataset", "info", data] if command == "info" else ["sample", "--data", data, "-o", tmp_path / "o"]
+        assert_one_line_error(*pspc(capsys, *args)[::2], fragment)
+        assert not (tmp_path / "o").exists()
