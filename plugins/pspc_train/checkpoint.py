@@ -50,6 +50,16 @@ def save_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torc
         save_file(tensors, str(tmp), metadata={"pspc_train": json.dumps(meta)})
 
 
+def read_state_meta(path) -> dict:
+    """The metadata `save_state` wrote (step, images seen, settings), without loading any tensor: a rerun checks
+    its settings against them before loading weights that might not fit its network."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["pspc_train"])
+    except Exception as exc:  # truncated or foreign file
+        raise UnsafeCheckpointError(f"training state {path} is unreadable ({type(exc).__name__}); delete it to start over") from None
+
+
 def load_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:
     """Restore everything `save_state` wrote; returns its metadata (step, images seen, settings)."""
     try:
@@ -58,8 +68,12 @@ def load_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torc
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # truncated or foreign file
         raise UnsafeCheckpointError(f"training state {path} is unreadable ({type(exc).__name__}); delete it to start over") from None
-    for prefix, module in (("net.", net), ("ema.", ema)):
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    try:
+        for prefix, module in (("net.", net), ("ema.", ema)):
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    except RuntimeError:  # weights of another network (a state from another pspc version, say)
+        raise UnsafeCheckpointError(f"training state {path} does not fit this network; delete it to start over, "
+                                    "or use another --outdir") from None
     device = next(net.parameters()).device
     for name, p in net.named_parameters():
         if "adam_m." + name in tensors:

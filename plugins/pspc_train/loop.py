@@ -15,10 +15,10 @@ from typing import Callable
 import torch
 
 from pspc_core.runtime.atomic import atomic_path
-from pspc_core.errors import ParameterError
+from pspc_core.errors import ParameterError, RunError
 from pspc_core.runtime.progress import Progress
 
-from .checkpoint import NETWORK_FILE, STATE_FILE, load_state, save_network, save_state
+from .checkpoint import NETWORK_FILE, STATE_FILE, load_state, read_state_meta, save_network, save_state
 from .ema import ema_beta, update_ema
 from .init import init_edm_weights
 from .loss import edm_loss
@@ -54,15 +54,31 @@ class TrainSettings:
     device: str = "cpu"
 
 
+def check_settings(s: TrainSettings) -> None:
+    """Refuse values no run can use, before any data is loaded: a NaN or infinite number would train to NaNs
+    (or overflow the step count), a zero or negative channel multiplier builds no network."""
+    for key, value in asdict(s).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParameterError(f"--{key.replace('_', '-')} must be a finite number, got {value}")
+    if not s.channel_mult or min(s.channel_mult) < 1:
+        raise ParameterError("--channel-mult needs one or more positive integers (channels per resolution, "
+                             f"e.g. 1,2,2), got {','.join(map(str, s.channel_mult)) or 'none'}")
+
+
 def network_config(s: TrainSettings, resolution: int, channels: int) -> dict:
     """The {"class_name", "init_kwargs"} description of an EDM-preconditioned network with these settings."""
     from pspc_network.config import make_config
 
     if s.arch not in ARCHS:
         raise ParameterError(f"--arch must be one of {', '.join(ARCHS)}, got {s.arch!r}")
-    if not s.channel_mult or resolution % (2 ** (len(s.channel_mult) - 1)):
+    if resolution % (2 ** (len(s.channel_mult) - 1)):
         raise ParameterError(f"{resolution}x{resolution} images cannot be halved {len(s.channel_mult) - 1} times; "
                              "use fewer --channel-mult levels")
+    resolutions = [resolution >> level for level in range(len(s.channel_mult))]
+    unused = [r for r in s.attn_resolutions if r not in resolutions]
+    if unused:  # the network would silently have no attention there
+        raise ParameterError(f"--attn-resolutions {','.join(map(str, unused))} is not a resolution of this network; "
+                             f"choose among {','.join(map(str, resolutions))} (or '' for none)")
     kwargs = dict(img_resolution=resolution, img_channels=channels, label_dim=0, use_fp16=False,
                   sigma_data=s.sigma_data, model_channels=s.model_channels, channel_mult=list(s.channel_mult),
                   num_blocks=s.num_blocks, attn_resolutions=list(s.attn_resolutions), dropout=s.dropout)
@@ -87,6 +103,7 @@ def train(s: TrainSettings, outdir: Path, progress: bool = True, report: Callabl
     from pspc_network.config import build_network
 
     outdir = Path(outdir)
+    check_settings(s)
     dataset = load_dataset(s.data)
     config = network_config(s, dataset.resolution, dataset.channels)
     device = torch.device(s.device)
@@ -99,8 +116,8 @@ def train(s: TrainSettings, outdir: Path, progress: bool = True, report: Callabl
     step, nimg, rows, seconds = 0, 0, [], 0.0
     state_path = outdir / STATE_FILE
     if state_path.exists():
+        _check_same_run(read_state_meta(state_path)["settings"], s, outdir)  # before loading mismatched weights
         meta = load_state(state_path, net, ema, optimizer, generator)
-        _check_same_run(meta["settings"], s, outdir)
         step, nimg, seconds = meta["step"], meta["nimg"], meta.get("seconds", 0.0)
         rows = [r for r in _read_log(outdir / LOG_FILE) if int(r["step"]) <= step]
         report(f"resuming from step {step} ({nimg / 1000:.1f} kimg)")
@@ -133,9 +150,11 @@ def train(s: TrainSettings, outdir: Path, progress: bool = True, report: Callabl
             step, nimg = step + 1, nimg + s.batch
             update_ema(ema, net, ema_beta(s.batch, nimg, s.ema_halflife_kimg, s.ema_rampup))
             losses.append(float(loss.detach().mean()))
+            _check_finite(losses[-1], step, nimg)
             bar.advance()
             if nimg >= next_snapshot or step == total:
                 mean_loss = sum(losses) / len(losses)
+                _check_finite(mean_loss, step, nimg, net, ema)
                 rows.append({"step": step, "kimg": f"{nimg / 1000:.3f}", "loss": f"{mean_loss:.6f}", "lr": f"{lr:.3g}",
                              "seconds": f"{time.monotonic() - start:.1f}"})
                 _snapshot(outdir, s, config, net, ema, optimizer, generator, step, nimg, rows, time.monotonic() - start)
@@ -160,6 +179,16 @@ def _snapshot(outdir, s, config, net, ema, optimizer, generator, step, nimg, row
     writer.writerows(rows)
     with atomic_path(outdir / LOG_FILE) as tmp:
         tmp.write_text(buf.getvalue())
+
+
+def _check_finite(loss: float, step: int, nimg: int, *modules: torch.nn.Module) -> None:
+    """Stop a diverged run (a NaN or infinite loss, or such weights in `modules`) at once: it must neither save
+    NaNs as its network nor claim success. Snapshots from earlier, finite steps stay."""
+    weights = (t for m in modules for t in m.state_dict().values() if t.is_floating_point())
+    if not math.isfinite(loss) or not all(bool(torch.isfinite(t).all()) for t in weights):
+        raise RunError(f"training diverged at step {step} ({nimg / 1000:.3f} kimg): the loss or the weights are no "
+                       "longer finite; lower --lr or bring --p-mean/--p-std nearer their defaults (-1.2, 1.2), "
+                       "in a new --outdir")
 
 
 def _read_log(path: Path) -> list[dict]:

@@ -76,11 +76,43 @@ def test_resuming_with_other_settings_is_refused(tiny_data, tmp_path):
         train(TrainSettings(data=tiny_data, duration_kimg=0.016, **dict(TINY, lr=5e-4)), tmp_path / "a", **quiet)
 
 
-def test_cli_bad_channel_mult_is_one_line(capsys, tmp_path):
+def test_resuming_with_another_architecture_is_refused_before_loading(tiny_data, tmp_path):
+    from pspc_core.errors import ParameterError
+
+    quiet = dict(progress=False, report=lambda m: None)
+    train(TrainSettings(data=tiny_data, duration_kimg=0.008, **TINY), tmp_path / "a", **quiet)
+    for key, value in [("arch", "ncsnpp"), ("model_channels", 16), ("channel_mult", [1, 1]), ("num_blocks", 2),
+                       ("attn_resolutions", [])]:
+        with pytest.raises(ParameterError, match=f"holds a run with {key}="):  # not a state_dict size mismatch
+            train(TrainSettings(data=tiny_data, duration_kimg=0.016, **dict(TINY, **{key: value})), tmp_path / "a", **quiet)
+
+
+def _cli(capsys, tmp_path, *args):
+    """Run `pspc train` on 4 built-in images into tmp_path/x; returns (exit code, stderr lines)."""
     from pspc_cli.main import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["train", "-o", str(tmp_path / "x"), "--data", "builtin:shapes:4", "--channel_mult", "1,two", "-q"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: --channel-mult")
+        main(["train", "-o", str(tmp_path / "x"), "--data", "builtin:shapes:4", "-q", *args])
+    return exc.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("args", [["--channel_mult", "1,two"], ["--channel-mult", "0"], ["--channel-mult", "-1"],
+                                  ["--channel-mult", ""], ["--lr", "inf"], ["--p-mean", "nan"], ["--p-std", "inf"],
+                                  ["--duration-kimg", "inf"], ["--snapshot-kimg", "inf"], ["--attn-resolutions", "7"]])
+def test_cli_bad_option_is_one_line(capsys, tmp_path, args):
+    code, err = _cli(capsys, tmp_path, *args)
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {args[0].replace('_', '-')} "), err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_diverging_run_stops_without_a_nan_network(capsys, tmp_path):
+    tiny = ["--model-channels", "4", "--channel-mult", "1,1", "--attn-resolutions", "", "--batch", "4"]
+    code, err = _cli(capsys, tmp_path, *tiny, "--p-mean", "1e6", "--duration-kimg", "0.008")  # σ = e^1e6 = inf
+    assert code == 2 and err[-1].startswith("error: training diverged at step 1 ") and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
+    code, err = _cli(capsys, tmp_path, *tiny, "--lr", "1e10", "--duration-kimg", "0.04", "--snapshot-kimg", "0.004")
+    assert code == 2 and err[-1].startswith("error: training diverged at step") and "--lr" in err[-1], err
+    assert not err[-1].startswith("error: training diverged at step 1 ") and "Traceback" not in err
+    assert "nan" not in (tmp_path / "x" / "loss.csv").read_text()  # the snapshots before it stay, and are finite
+    with safe_open(str(tmp_path / "x" / "network.safetensors"), "pt") as f:
+        assert all(torch.isfinite(f.get_tensor(k)).all() for k in f.keys())
