@@ -98,12 +98,17 @@ def _read_pickle(data: bytes, name: str) -> tuple[dict, OrderedDict, dict]:
 
 
 def _read(path: str | os.PathLike) -> tuple[dict, OrderedDict, dict | None]:
-    """(description, state_dict, source verdict or None) of an EDM `.pkl` or a pspc `.safetensors` file."""
+    """(description, state_dict, source verdict or None) of an EDM `.pkl` or a pspc `.safetensors` file whose
+    weights are all finite (a network with a NaN weight puts NaN into every output)."""
     path = Path(path)
     data = _read_bytes(path)
-    if _is_safetensors(data):
-        return _read_safetensors(data, str(path))
-    return _read_pickle(data, str(path))
+    read = _read_safetensors if _is_safetensors(data) else _read_pickle
+    config, state_dict, source = read(data, str(path))
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UnsafeCheckpointError(f"{path} holds NaN or infinite weights ({name}); it cannot denoise: use a "
+                                        "checkpoint from a run whose loss stayed finite")
+    return config, state_dict, source
 
 
 def _require_official(source: dict | None, path, allow_modified_source: bool) -> None:

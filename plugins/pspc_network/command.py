@@ -24,6 +24,8 @@ def convert(
     from pspc_core.errors import ParameterError
     from .checkpoint import convert as convert_checkpoint
 
+    if not dst.name or dst.is_dir():
+        raise ParameterError(f"OUT ({dst}) is a folder; give a file path such as network.safetensors")
     if src.resolve() == dst.resolve():
         raise ParameterError(f"IN and OUT are the same file ({src}); choose another output path")
     with atomic_path(dst) as tmp:

@@ -227,6 +227,19 @@ def test_safetensors_without_config_is_refused(tmp_path):
         load_network(path)
 
 
+def test_non_finite_weights_are_refused_by_load_and_convert(tmp_path):
+    state = perturbed(SMALL["ncsnpp-ve"]).state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.full_like(state[name], float("nan"))
+    path = tmp_path / "nan.safetensors"
+    save_safetensors(SMALL["ncsnpp-ve"], state, path)
+    with pytest.raises(UnsafeCheckpointError, match=f"NaN or infinite weights \\({name}\\)"):
+        load_network(path)
+    with pytest.raises(UnsafeCheckpointError, match="NaN or infinite weights"):
+        convert(path, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
 def test_truncated_safetensors_is_refused(tmp_path):
     path = tmp_path / "net.safetensors"
     save_safetensors(SMALL["ncsnpp-ve"], perturbed(SMALL["ncsnpp-ve"]).state_dict(), path)
