@@ -59,6 +59,8 @@ def compare(
     from .study import LatentSource, compare as run_compare
     from .plot import line_plot
 
+    if z is not None:
+        opts.refuse_beside("--z", "n_samples", "seed", "latents", "samples")
     default = None if opts.denoiser or opts.preset else DEFAULT_DENOISERS
     ref_choice, *choices = choose(opts.denoiser, opts.preset, opts.param, opts.network_pkl, opts.registry,
                                   default=default, reference=reference)
@@ -114,8 +116,11 @@ def _check_disjoint(choices, seeds: range) -> None:
 
 
 def _compare_samples(ref, dens, data, shape, opts: RunOptions, solver: str, device) -> None:
+    import warnings
+
     import numpy as np
 
+    from pspc_core.errors import PspcWarning
     from pspc_core.nearest import nearest_training_images
     from pspc_core.runtime.atomic import atomic_path
     from pspc_core.sampler import schedule_for
@@ -148,3 +153,8 @@ def _compare_samples(ref, dens, data, shape, opts: RunOptions, solver: str, devi
     typer.echo("\n".join(table))
     typer.echo(f"wrote {opts.outdir / 'samples.csv'}, {opts.outdir / 'samples.png'} and LABEL_samples.npy "
                "(the reference's: reference_samples.npy)")
+    ours = {"reference_samples.npy", *(f"{b.label}_samples.npy" for b in dens)}
+    others = sorted(p.name for p in opts.outdir.glob("*_samples.npy") if p.name not in ours)
+    if others:
+        warnings.warn(f"{opts.outdir} also holds {', '.join(others)} from another run, not part of samples.csv; "
+                      "remove them or use another --outdir", PspcWarning)

@@ -46,8 +46,10 @@ def line_plot(path, x, series: dict[str, np.ndarray], title: str = "", xlabel: s
     pw, ph = W - left - right, H - top - bottom
     ys = [np.asarray(v, dtype=np.float64) for v in series.values()]
     positive = np.concatenate([y[y > 0] for y in ys] + [np.array([])])
-    if len(positive) == 0 or not (x > 0).any():
-        raise ValueError("nothing positive to draw on logarithmic axes")
+    if not (x > 0).any():
+        raise ValueError("no positive x to draw on a logarithmic axis")
+    if len(positive) == 0:  # every value 0 (a denoiser against itself): empty axes that say so
+        positive, title = np.array([1.0]), f"{title} (every value is 0: nothing to draw)"
     x_lo, x_hi = math.log10(x[x > 0].min()), math.log10(x[x > 0].max())
     y_lo, y_hi = math.log10(positive.min()), math.log10(positive.max())
     x_lo, x_hi = (x_lo - 0.05, x_hi + 0.05) if x_hi > x_lo else (x_lo - 1, x_hi + 1)

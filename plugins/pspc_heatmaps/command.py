@@ -49,6 +49,8 @@ def heatmaps(
 
     from .compute import compute_heatmaps
 
+    if float16 and file_format is not Format.safetensors:
+        raise ParameterError("--float16 applies to --format safetensors only (npz holds 8-bit codes); drop one")
     choices = opts.choices(default=["network"])
     if len(choices) != 1:
         raise ParameterError(f"pspc heatmaps takes one denoiser, got {len(choices)}; run it once per denoiser")

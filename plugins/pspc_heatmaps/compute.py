@@ -48,7 +48,13 @@ def heatmap_sum(denoiser: Callable, z: torch.Tensor, t: float, pixel_chunk: int 
     """Σ over the latents z [B, C, R, R] of |Jacobian rows| (see the module docstring): [R, R, R, R] float64."""
     B, C, R, _ = z.shape
     t_batch = torch.full((B,), float(t), device=z.device)
-    _, vjp_fn = torch.func.vjp(lambda zz: denoiser(zz, t_batch), z)
+    try:
+        _, vjp_fn = torch.func.vjp(lambda zz: denoiser(zz, t_batch), z)
+    except RuntimeError as exc:  # compiled or numpy code cannot take torch.func's wrapped tensors
+        if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+            raise
+        raise PspcError(f"{type(denoiser).__name__} cannot be differentiated by torch (it leaves torch for "
+                        "compiled code); heatmaps need a differentiable denoiser, e.g. network or gaussian") from None
     out = torch.zeros(R * R, R * R, dtype=torch.float64, device=z.device)
     per = C if per_channel else 1
     for start in range(0, R * R, max(1, pixel_chunk)):

@@ -105,6 +105,14 @@ def test_table_csv_and_plot(tmp_path):
     assert not (np.abs(img.astype(int) - PALETTE[2]).sum(-1) == 0).any()  # and nothing else
 
 
+def test_a_plot_of_zeros_is_drawn_empty_and_says_so(tmp_path):
+    line_plot(tmp_path / "p.png", edm_schedule(3).numpy(), {"a": np.zeros(3)}, "MSE", "t", "MSE")
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
+    assert (np.abs(img.astype(int) - PALETTE[0]).sum(-1) == 0).sum() < 200  # the legend's swatch, no line
+
+
 def test_cli_prints_the_table_and_writes_csv_and_png(tmp_path, capsys):
     data = tmp_path / "tiny.npy"
     np.save(data, np.random.default_rng(0).integers(0, 256, (30, 3, 8, 8), dtype=np.uint8))
@@ -124,7 +132,7 @@ def test_cli_prints_the_table_and_writes_csv_and_png(tmp_path, capsys):
     (["-d", "gaussian", "-p", "rank=3"], "-p LABEL.rank=... with LABEL one of empirical, gaussian"),
     (["-d", "empirical,empirical"], "twice"),
     (["-d", "empirikal"], "unknown denoiser"),
-    (["-d", "gaussian", "--t-min", "5", "--t-max", "1"], "0 < --t-min < --t-max"),
+    (["-d", "gaussian", "--t-min", "5", "--t-max", "1"], "0 < t_min < t_max"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
     code, _, err = pspc(capsys, "compare", "-o", tmp_path / "o", "--data", "builtin:shapes:4", "-r", "empirical",
