@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ParameterError, ShapeError
+from .errors import ParameterError, RunError, ShapeError
 
 
 def batch_t(t, z: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,12 @@ class Denoiser:
         if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
             raise ParameterError(f"noise level t = {_first_bad(t):g} is not a positive finite number; every denoiser "
                              "needs t > 0 (the sampler's last step t = 0 never calls it)")
-        return self.denoise(z, t)
+        out = self.denoise(z, t)
+        bad = ~torch.isfinite(out).flatten(1).all(1)
+        if bool(bad.any()):  # said here, not as the sampler's next step's "latents hold NaN"
+            raise RunError(f"{type(self).__name__} returned NaN or infinite values at t = {float(t[bad][0]):g} "
+                           "from finite latents; check its parameters (a network: its checkpoint and precision)")
+        return out
 
     def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

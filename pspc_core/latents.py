@@ -37,13 +37,16 @@ def load_array(path, option: str, expected: str) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise ShapeError(f"{option} file {path} does not exist; pass a .npy of shape {expected}")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ShapeError(f"{option} file {path} {what}; pass a .npy of shape {expected}")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError):
         raise ShapeError(f"{option} file {path} is not a readable .npy file; save it with numpy.save") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
         raise ShapeError(f"{option} file {path} holds {getattr(arr, 'dtype', 'no array')}, not numbers; save a float array")
+    if arr.size == 0:
+        raise ShapeError(f"{option} file {path} holds no latents (shape {arr.shape}); pass a .npy of shape {expected}")
     for start in range(0, len(arr) if arr.ndim else 1, 256):  # finite, checked in slices (memory stays small)
         if not np.isfinite(arr[start : start + 256]).all():
             raise ShapeError(f"{option} file {path} holds NaN or infinite values; pass finite latents")

@@ -82,7 +82,9 @@ def _to_list(item):
     def convert(p: Param, v: Any) -> list:
         if isinstance(v, str):
             text = v.strip()
-            v = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s.strip()]
+            v = json.loads(text) if text.startswith("[") else [s.strip() for s in text.split(",")]
+            if "" in v:
+                raise ValueError("it has an empty item; give values separated by single commas")
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             v = [v]  # one value: a list of one (a schedule's "every t")
         if not isinstance(v, (list, tuple)) and not hasattr(v, "tolist"):
@@ -100,11 +102,15 @@ def _to_choice(p: Param, v: Any) -> str:
 
 
 def _to_path(p: Param, v: Any) -> str:
+    if not os.fspath(v).strip():
+        raise ValueError("it is empty; give a file path")
     return os.fspath(v)
 
 
 def _to_dataset(p: Param, v: Any) -> Any:
     # Paths and built-in names are resolved to a Dataset by the registry, not here.
+    if isinstance(v, (str, os.PathLike)) and not os.fspath(v).strip():
+        raise ValueError("it is empty; give a dataset path or builtin:NAME")
     return v if not isinstance(v, os.PathLike) else os.fspath(v)
 
 

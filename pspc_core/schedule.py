@@ -20,10 +20,15 @@ def edm_schedule(n_steps: int = 18, t_min: float = 0.002, t_max: float = 80.0, r
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """t_i = (t_max^(1/ρ) + i/(n-1) (t_min^(1/ρ) - t_max^(1/ρ)))^ρ, i = 0..n-1, decreasing.
 
-    Evaluated in `dtype` exactly as the paper's code does (float32: t_0 is 79.99998, not 80).
+    Evaluated in `dtype` exactly as the paper's code does (float32: t_0 is 79.99998, not 80). The one check of a
+    grid's settings: every grid (a sampler's, a schedule's) is made here.
     """
     if n_steps < 1:
-        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+        raise ParameterError(f"the noise grid needs at least one step, got {n_steps}")
+    if not (0 < t_min < t_max < math.inf and 0 < rho < math.inf):
+        raise ParameterError(f"the noise grid needs finite 0 < t_min < t_max and rho > 0 (--t-min, --t-max, --rho, "
+                             f"or a denoiser's t_min, t_max, rho), got t_min={t_min}, t_max={t_max}, rho={rho}; "
+                             "fix them")
     i = torch.arange(n_steps, dtype=dtype)
     hi, lo = t_max ** (1 / rho), t_min ** (1 / rho)
     return (hi + i / max(n_steps - 1, 1) * (lo - hi)) ** rho
@@ -58,9 +63,6 @@ class GridSchedule:
                 raise ParameterError(f"t_grid holds a negative or non-finite noise level ({grid}); use t ≥ 0")
             self.t = torch.tensor(grid, dtype=torch.float64)
         else:
-            if not (0 < t_min < t_max) or rho <= 0:
-                raise ParameterError(f"the grid needs 0 < t_min < t_max and rho > 0, got t_min={t_min}, "
-                                     f"t_max={t_max}, rho={rho}; fix them")
             self.t = edm_schedule(L, t_min, t_max, rho)
 
     def __len__(self) -> int:

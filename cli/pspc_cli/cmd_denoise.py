@@ -35,6 +35,8 @@ def denoise(
     from pspc_core.runtime.lock import output_lock
     from pspc_core.runtime.setup import build
 
+    if z is not None:
+        opts.refuse_beside("--z", "n_samples", "seed")
     choices = opts.choices()
     if not 0 <= t_idx < opts.n_steps:
         raise ParameterError(f"--t-idx {t_idx} is outside the {opts.n_steps}-point grid; use 0..{opts.n_steps - 1}")

@@ -44,6 +44,8 @@ def sample(
     from pspc_core.runtime.lock import output_lock
     from pspc_core.runtime.setup import build
 
+    if z_init is not None:
+        opts.refuse_beside("--z-init", "n_samples", "seed")
     choices = opts.choices()
     opts.grid()  # a bad grid fails before any data is loaded
     device = opts.pick_device()

@@ -63,7 +63,7 @@ OPTIONS: dict[str, tuple[Any, Any, Any]] = {
     "rho": (float, 7.0, _opt("--rho", metavar="RHO", help="EDM grid exponent")),
     "n_samples": (int, 64, _opt("--n-samples", metavar="N", min=1, help="number of latents")),
     "batch": (int, 64, _opt("--batch", metavar="N", min=1, help="latents per denoiser call")),
-    "seed": (int, 0, _opt("--seed", metavar="SEED", help="base seed: latent i uses seed + i, whatever --batch")),
+    "seed": (int, 0, _opt("--seed", metavar="SEED", min=0, max=2**62, help="base seed: latent i uses seed + i, whatever --batch")),
     "device": (Optional[str], None, _opt("--device", metavar="DEVICE", help="torch device [default: cuda if present, else cpu]")),
     "quiet": (bool, False, _opt("--quiet", "-q", help="no progress display")),
 }
@@ -76,10 +76,21 @@ GROUPS = {
 
 
 class RunOptions:
-    """The shared option values of one command call, with the steps every command takes from them."""
+    """The shared option values of one command call, with the steps every command takes from them. `given`: the
+    names of the options (shared or the command's own) set on the command line, not left at their defaults."""
 
-    def __init__(self, **values):
+    def __init__(self, given: frozenset = frozenset(), **values):
+        self.given = given
         self.__dict__.update(values)
+
+    def refuse_beside(self, source: str, *names: str) -> None:
+        """Refuse options among `names` that were given although `source` (an option that was) overrides them."""
+        from pspc_core.errors import ParameterError
+
+        for name in names:
+            if name in self.given:
+                raise ParameterError(f"--{name.replace('_', '-')} has no effect together with {source}, which sets "
+                                     f"the latents; drop one of them")
 
     def choices(self, default: list[str] | None = None):
         """The chosen denoisers (`pspc_core.runtime.setup.choose`)."""
@@ -111,17 +122,16 @@ class RunOptions:
         import torch
 
         from pspc_core import edm_schedule
-        from pspc_core.errors import ParameterError
 
-        if not (0 < self.t_min < self.t_max) or self.rho <= 0:
-            raise ParameterError(f"the noise grid needs 0 < --t-min < --t-max and --rho > 0, got t_min={self.t_min}, "
-                                 f"t_max={self.t_max}, rho={self.rho}")
         return edm_schedule(self.n_steps, self.t_min, self.t_max, self.rho, dtype=dtype or torch.float32)
 
     def pick_device(self) -> str:
         from pspc_core.runtime.setup import pick_device
 
         return pick_device(self.device)
+
+
+CONTEXT = "pspc_context"  # the typer context a command receives, to tell given options from defaults
 
 
 def run_options(*names: str, **defaults):
@@ -146,10 +156,13 @@ def run_options(*names: str, **defaults):
 
         @functools.wraps(fn)
         def command(**kwargs):
-            opts = RunOptions(**{n: kwargs.pop(n) for n in wanted})
+            ctx = kwargs.pop(CONTEXT)
+            given = frozenset(n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE")
+            opts = RunOptions(given, **{n: kwargs.pop(n) for n in wanted})
             return fn(opts, **kwargs)
 
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+        context = inspect.Parameter(CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        params = [context] + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
         command.__signature__ = inspect.Signature(params)
         command.__annotations__ = {p.name: p.annotation for p in params}
         del command.__wrapped__  # typer must read the new signature, not fn's

@@ -69,13 +69,19 @@ class BatchJob:
         distributed.barrier()
 
     def run(self, fn: Callable[[int, int], np.ndarray], ranges=None, on_batch: Callable | None = None) -> None:
-        """Compute every missing batch of `ranges` (default: all), saving each as soon as it is done."""
+        """Compute every missing batch of `ranges` (default: all), saving each as soon as it is done. A run that
+        stops before any batch of this job is on disk leaves no work folder behind."""
         self.prepare()
-        for r in ranges if ranges is not None else self.ranges:
-            if not self._readable(r):
-                save_npy(self.path(r), fn(*r))
-            if on_batch is not None:
-                on_batch(*r)
+        try:
+            for r in ranges if ranges is not None else self.ranges:
+                if not self._readable(r):
+                    save_npy(self.path(r), fn(*r))
+                if on_batch is not None:
+                    on_batch(*r)
+        except BaseException:
+            if distributed.rank_world()[1] == 1 and not any(self.workdir.glob("batch_*.npy")):
+                self.cleanup()
+            raise
 
     def _readable(self, r: tuple[int, int]) -> bool:
         """Whether batch `r` is on disk and reads back whole; a damaged file is removed, with a warning."""
@@ -155,14 +161,13 @@ def run_in_batches(outdir: Path, stem: str, key: dict, n: int, batch: int, compu
 
 def _concatenate(path: Path, rows: int, parts) -> None:
     """Write the concatenation of the arrays `part()` (`rows` in all) to `path` atomically, one part in memory
-    at a time: the final file of a huge run never sits in memory whole."""
+    at a time: the final file of a huge run never sits in memory whole. Plain writes, not a memory map: a full
+    disk is then an OSError (one line), where a memory map's page faults kill the process (SIGBUS)."""
     first = parts[0]()
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(rows, *first.shape[1:]))
-        start = 0
+    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+              "shape": (rows, *first.shape[1:])}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, header)
         for part in parts:
             block = first if part is parts[0] else part()
-            out[start : start + len(block)] = block
-            start += len(block)
-        out.flush()
-        del out
+            f.write(np.ascontiguousarray(block, dtype=first.dtype).tobytes())

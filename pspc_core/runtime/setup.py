@@ -37,7 +37,11 @@ def choose(denoisers: list[str] | None, presets: list[str] | None, params: list[
     name), then the presets, then the -d names; `default` names the denoisers used when neither -d nor --preset
     is given (else the registry's default denoiser)."""
     reg = load_registry(registry)
-    names = [n.strip() for item in denoisers or [] for n in item.split(",") if n.strip()]
+    names = [n.strip() for item in denoisers or [] for n in item.split(",")]
+    if "" in names or (reference is not None and not reference.strip()):
+        option = "--reference" if "" not in names else "-d"
+        raise ParameterError(f"{option} holds an empty denoiser name; name denoisers (see `pspc list`), separated "
+                             "by single commas")
     choices = [_preset_choice(n, registry) for n in presets or []] + [Choice(n, n) for n in names]
     alias = _alias(reg, "network_pkl") if network_pkl else None
     if not choices:
@@ -128,7 +132,19 @@ def pick_device(device: str | None) -> str:
             raise RunError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here; use cuda:0..")
     elif dev.type not in ("cpu", "mps", "xpu"):
         raise ParameterError(f"--device {device}: pspc runs on cpu or cuda; use one of them")
+    elif dev.type != "cpu" and not _available(dev.type):
+        raise RunError(f"--device {device}: this torch ({torch.__version__}) has no usable {dev.type} device; use "
+                       "--device cpu")
     return str(dev)
+
+
+def _available(kind: str) -> bool:
+    """Whether this torch build and machine have a usable `mps` or `xpu` device."""
+    import torch
+
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return hasattr(torch, "xpu") and torch.xpu.is_available()
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 import zipfile
 
 import numpy as np
+import torch
 import pytest
 
 from helpers import assert_one_line_error, pspc
@@ -26,9 +27,12 @@ CASES = [
     (["compare", "--latents", "sideways"], "Invalid value for '--latents'"),
     (["heatmaps", "--format", "npy"], "Invalid value for '--format'"),
     # the noise grid and noise levels
-    (["sample", "--t-min", "10", "--t-max", "1"], "0 < --t-min < --t-max"),
-    (["sample", "--t-min", "0"], "0 < --t-min < --t-max"),
-    (["sample", "--rho", "0"], "--rho > 0"),
+    (["sample", "--t-min", "10", "--t-max", "1"], "0 < t_min < t_max"),
+    (["sample", "--t-min", "0"], "0 < t_min < t_max"),
+    (["sample", "--t-max", "inf"], "finite 0 < t_min < t_max"),
+    (["sample", "--rho", "0"], "rho > 0"),
+    (["sample", "--rho", "nan"], "rho > 0"),
+    (["denoise", "-d", "pspc_sq", "-p", "rho=inf"], "rho > 0"),
     (["denoise", "--t-idx", "18"], "outside the 18-point grid"),
     (["denoise", "--t-idx", "-1"], "outside the 18-point grid"),
     # denoisers, presets, parameters
@@ -50,6 +54,14 @@ CASES = [
     (["sample", "-d", "network", "-p", "checkpoint={tmp}/text.pkl"], "not a plain EDM checkpoint"),
     (["sample", "-d", "network", "-p", "class_label=3", "--data", "builtin:shapes"], "unconditional"),
     (["compare", "-r", "nosuch"], "unknown denoiser 'nosuch'"),
+    (["compare", "-r", ""], "--reference holds an empty denoiser name"),
+    (["sample", "-d", ""], "-d holds an empty denoiser name"),
+    (["sample", "-d", "empirical,,gaussian"], "-d holds an empty denoiser name"),
+    (["sample", "-d", "pspc_sq", "-p", "patch_sizes=3,,5"], "empty item"),
+    (["sample", "-d", "network", "-p", "checkpoint="], "it is empty"),
+    (["sample", "-p", "dataset="], "it is empty"),
+    (["heatmaps", "-d", "empirical", "--n-latents", "1", "--n-steps", "1"], "cannot be differentiated"),
+    (["heatmaps", "--float16", "--format", "npz"], "--float16 applies to --format safetensors"),
     (["sample", "-d", "gaussian", "--network-pkl", "{tmp}/text.pkl"], "network is not among the chosen denoisers"),
     # the peer families
     (["sample", "-d", "els", "-p", "patch_sizes=4"], "patch size 4 is even"),
@@ -76,15 +88,24 @@ CASES = [
     (["denoise", "--z", "{tmp}/small_z.npy", "--n-steps", "2", "--t-idx", "0"], "use matching latents"),
     (["sample", "--z-init", "{tmp}/inf_z0.npy"], "NaN or infinite"),
     (["sample", "--z-init", "{tmp}/notes.txt"], "not a readable .npy"),
+    (["sample", "--z-init", "{tmp}/empty_z0.npy"], "holds no latents"),
+    (["sample", "--z-init", "{tmp}"], "is a folder"),
+    (["denoise", "--z", "{tmp}/empty_z.npy", "--n-steps", "2", "--t-idx", "0"], "holds no latents"),
+    (["sample", "--z-init", "{tmp}/inf_z0.npy", "--n-samples", "3"], "--n-samples has no effect together with --z-init"),
+    (["denoise", "--z", "{tmp}/small_z.npy", "--seed", "3"], "--seed has no effect together with --z"),
+    (["compare", "--z", "{tmp}/small_z.npy", "--samples"], "--samples has no effect together with --z"),
+    (["sample", "--seed", "99999999999999999999"], "Invalid value for '--seed'"),
     # files, folders, disks, devices
     (["sample", "-o", "{tmp}/a_file"], "a_file"),
     (["sample", "--n-samples", "1000000000"], "free"),
     (["sample", "--device", "cuda"], "no usable CUDA device"),
     (["sample", "--device", "tpu:banana"], "not a torch device"),
+    (["sample", "--device", "mps"], "no usable mps device"),
     (["sample", "--registry", "/no/such.toml"], "registry file /no/such.toml does not exist"),
     (["sample", "--registry", "{tmp}/bad.toml"], "not valid TOML"),
     (["convert", "{tmp}/none.pkl", "{tmp}/out.safetensors"], "does not exist"),
     (["convert", "{tmp}/text.pkl", "{tmp}/text.pkl"], "same file"),
+    (["convert", "{tmp}/text.pkl", "{tmp}"], "is a folder"),
     (["train", "--channel-mult", "1,two"], "--channel-mult expects comma-separated integers"),
 ]
 
@@ -107,6 +128,8 @@ def files(tmp_path_factory):
     z0 = np.zeros((1, 3, 32, 32), np.float32)
     z0[0, 0, 0, 0] = np.inf
     np.save(tmp_path / "inf_z0.npy", z0)
+    np.save(tmp_path / "empty_z0.npy", np.zeros((0, 3, 32, 32), np.float32))
+    np.save(tmp_path / "empty_z.npy", np.zeros((2, 0, 3, 32, 32), np.float32))
     with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:  # 1 MB on disk, 200 MB unpacked
         zf.writestr("dataset.json", '{"labels": [' + " " * (200 << 20) + "]}")
     return tmp_path
@@ -156,7 +179,7 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_no_partial_file(capsys
     code, _, err = pspc(capsys, "sample", "-o", tmp_path / "o", "--n-samples", 2, "--n-steps", 2, *SMALL)
     assert_one_line_error(code, err, "No space left on device")
     left = [p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*") if p.is_file()]
-    assert left in ([], [".pspc-work/empirical_samples/job.json"])  # no temporary or partial file, no output
+    assert left == []  # no temporary or partial file, no output, no work folder (no batch had finished)
 
 
 def test_ctrl_c_is_exit_130_and_keeps_finished_batches(capsys, tmp_path, monkeypatch):
@@ -178,3 +201,58 @@ def test_ctrl_c_is_exit_130_and_keeps_finished_batches(capsys, tmp_path, monkeyp
     monkeypatch.setattr(batches, "save_npy", real)
     code, _, err = pspc(capsys, *args)
     assert code == 0 and "resuming: 1 of 2 batches" in err
+
+
+@pytest.mark.parametrize("stop, code", [("interrupt-in-kernel", 130), ("sigterm", 143)])
+def test_interruptions_inside_compiled_code_or_by_sigterm_keep_finished_batches(capsys, tmp_path, monkeypatch,
+                                                                                 stop, code):
+    import signal
+
+    from pspc_core.runtime import batches
+
+    calls = []
+    real = batches.save_npy
+
+    def stop_second(path, array):
+        calls.append(path)
+        if len(calls) == 2:
+            if stop == "sigterm":
+                signal.raise_signal(signal.SIGTERM)
+            try:  # a compiled kernel reports Ctrl-C as a SystemError raised while handling it
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise SystemError("CPUDispatcher(<function kernel>) returned a result with an exception set")
+        real(path, array)
+
+    monkeypatch.setattr(batches, "save_npy", stop_second)
+    args = ["sample", "-o", tmp_path, "--n-samples", 4, "--batch", 2, "--n-steps", 2, *SMALL]
+    got, _, err = pspc(capsys, *args)
+    assert got == code and "rerun the same command to resume" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler does not outlive the run
+    monkeypatch.setattr(batches, "save_npy", real)
+    got, _, err = pspc(capsys, *args)
+    assert got == 0 and "resuming: 1 of 2 batches" in err
+
+
+def test_torch_out_of_memory_is_one_line(capsys, tmp_path, monkeypatch):
+    from pspc_core import latents
+
+    def huge(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 799999999992 bytes")
+
+    monkeypatch.setattr(latents, "forward_process", huge)
+    monkeypatch.setattr("pspc_cli.cmd_denoise.forward_process", huge, raising=False)
+    code, _, err = pspc(capsys, "denoise", "-o", tmp_path / "o", "--n-samples", 2, *SMALL)
+    assert_one_line_error(code, err, "out of memory")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_denoiser_that_returns_nan_is_named_not_the_latents(capsys, tmp_path, monkeypatch):
+    from pspc_gaussian.denoiser import GaussianDenoiser
+
+    monkeypatch.setattr(GaussianDenoiser, "denoise", lambda self, z, t: torch.full_like(z, float("nan")))
+    code, _, err = pspc(capsys, "sample", "-d", "gaussian", "-o", tmp_path / "o", "--n-samples", 2, "--n-steps", 2,
+                        *SMALL)
+    assert_one_line_error(code, err, "GaussianDenoiser returned NaN or infinite values at t = 80")
+    assert not (tmp_path / "o").exists()
