@@ -77,8 +77,8 @@ def sample(
             save_grid(samples[:64], opts.outdir / f"{stem}.png")
             typer.echo(f"{n} samples from {built.label} ({solver.value}, {opts.n_steps} steps): "
                        f"{opts.outdir / (stem + '.npy')}")
-            if data is not None:
-                _report_nearest(samples, data, built.label, opts.outdir, save_nearest)
+            if built.dataset is not None:  # the denoiser's own training set (-p dataset=... may differ from --data)
+                _report_nearest(samples, built.dataset, built.label, opts.outdir, save_nearest)
 
 
 def _report_nearest(samples, data, label: str, outdir: Path, save_images: bool) -> None:

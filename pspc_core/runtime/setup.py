@@ -157,6 +157,7 @@ class Built:
     key: dict
     channels: int
     resolution: int
+    dataset: Any = None  # the training set it was built on (its `dataset` parameter, else the run's data)
 
 
 def build(choice: Choice, data, device: str, source: str | None = None) -> Built:
@@ -188,7 +189,10 @@ def build(choice: Choice, data, device: str, source: str | None = None) -> Built
     if data is not None and (channels, resolution) != (data.channels, data.resolution):
         raise ShapeError(f"denoiser {choice.label!r} works on {channels}x{resolution}x{resolution} images but the data "
                          f"is {data.channels}x{data.resolution}x{data.resolution}; use matching data (--data)")
-    return Built(choice.label, choice.denoiser, den, dict(denoiser=choice.denoiser, params=key), channels, resolution)
+    trained_on = next((params[p.name] for p in spec.params if p.type == "dataset" and params.get(p.name) is not None),
+                      data)
+    return Built(choice.label, choice.denoiser, den, dict(denoiser=choice.denoiser, params=key), channels, resolution,
+                 trained_on)
 
 
 def _is_file(value: str) -> bool:

@@ -106,3 +106,12 @@ def test_per_latent_class_labels_reach_a_conditional_network_through_the_registr
     assert den.class_labels(3).argmax(1).tolist() == [0, 3, 1]
     with pytest.raises(Exception, match="3 labels for a batch of 2"):
         den.class_labels(2)
+
+
+def test_the_nearest_image_report_uses_the_denoisers_own_training_set(capsys, tmp_path):
+    # --data has 10 images, the empirical denoiser is given 20 others: its samples copy those 20, and the report
+    # must say so (measured against --data, none would be a copy)
+    code, out, err = pspc(capsys, "sample", "-o", tmp_path, "--data", "builtin:shapes:10:1", "-p",
+                          "dataset=builtin:shapes:20:2", "--n-samples", 4, "--n-steps", 4, "-q", "--device", "cpu")
+    assert code == 0, err
+    assert "4 of 4 samples are copies of training images" in out
