@@ -27,8 +27,10 @@ def list_cmd(registry: Registry = None) -> None:
     if presets:
         typer.echo("\npresets (--preset NAME):")
         pw = max(len(n) for n in presets)
+        names = {s.name for s in specs}
         for p in presets.values():
-            typer.echo(f"{p.name:<{pw}}  {p.denoiser:<{width}}  {p.summary}")
+            unusable = "" if p.denoiser in names else "  (unusable: no installed plugin has this denoiser)"
+            typer.echo(f"{p.name:<{pw}}  {p.denoiser:<{width}}  {p.summary}{unusable}")
 
 
 @app.command()

@@ -21,6 +21,14 @@ def test_list_show_plugins(capsys):
     assert code == 0 and "register_denoisers" in out
 
 
+def test_list_marks_a_preset_whose_denoiser_is_not_installed(capsys, tmp_path):
+    (tmp_path / "r.toml").write_text('[presets.ghost]\ndenoiser = "nosuch"\nsummary = "a ghost"\n')
+    code, out, _ = pspc(capsys, "list", "--registry", tmp_path / "r.toml")
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("ghost")][0].endswith("(unusable: no installed "
+                                                                                        "plugin has this denoiser)")
+
+
 def test_help_is_fast_and_imports_no_torch():
     code = "import sys; from pspc_cli.main import app; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
