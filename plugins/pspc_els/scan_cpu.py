@@ -41,10 +41,7 @@ function, so the helpers of the cached kernel live beside it.
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
-import threading
 
 import numba
 import numpy as np
@@ -52,6 +49,8 @@ import torch
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+
+from pspc_core.runtime.compiling import first_call
 
 from .plan import AxisPlan
 
@@ -447,24 +446,10 @@ def _ls_row(pixels, col, o, h, n0, w, c, d, ttop, tsum):
 _READY: set = set()
 
 
-@functools.cache
-def _say_compiling() -> None:
-    print("pspc: compiling the ELS CPU kernel (first use on this machine; numba caches it)", file=sys.stderr,
-          flush=True)
-
-
 def _ready(kernel, *args) -> None:
-    """Compile `kernel` (or load it from numba's cache) on a one-image input first, saying so on stderr when that
-    takes a while: the first use on a machine compiles for ~20 s."""
-    if kernel in _READY:
-        return
-    note = threading.Timer(2.0, _say_compiling)
-    note.start()
-    try:
-        kernel(*args)
-    finally:
-        note.cancel()
-    _READY.add(kernel)
+    """Compile `kernel` (or load it from numba's cache) on a one-image input first: the first use on a machine
+    compiles for ~20 s, said on stderr and interruptible (`first_call`)."""
+    first_call(kernel, args, "the ELS CPU kernel", _READY)
 
 
 def lanes_last(images: torch.Tensor) -> np.ndarray:

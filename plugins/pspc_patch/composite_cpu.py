@@ -35,9 +35,7 @@ function, so helpers shared by cached kernels must live beside them.
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
 import threading
 
 import numba
@@ -46,6 +44,8 @@ import torch
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+
+from pspc_core.runtime.compiling import first_call
 
 from .crops import BoxCrops
 
@@ -414,24 +414,10 @@ def _run_tasks(kernel, n_tasks: int, *args) -> None:
 _READY: set = set()
 
 
-@functools.cache
-def _say_compiling() -> None:
-    print("pspc: compiling the PSPC CPU kernel (first use on this machine; numba caches it)", file=sys.stderr,
-          flush=True)
-
-
 def _ready(kernel, *args) -> None:
-    """Compile `kernel` (or load it from numba's cache) on a one-image input `args` before the real call, saying
-    so on stderr when that takes a while: the first use on a machine compiles for ~20 s."""
-    if kernel in _READY:
-        return
-    note = threading.Timer(2.0, _say_compiling)
-    note.start()
-    try:
-        kernel(*args)
-    finally:
-        note.cancel()
-    _READY.add(kernel)
+    """Compile `kernel` (or load it from numba's cache) on a one-image input `args` before the real call: the
+    first use on a machine compiles for ~20 s, said on stderr and interruptible (`first_call`)."""
+    first_call(kernel, args, "the PSPC CPU kernel", _READY)
 
 
 def _members(crops):

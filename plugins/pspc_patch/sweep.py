@@ -32,9 +32,7 @@ prefix walks are not).
 
 from __future__ import annotations
 
-import functools
 import math
-import threading
 import warnings
 
 import torch
@@ -194,28 +192,14 @@ def _kernels():
 
 
 def _call(kernel, *args):
-    """kernel(*args) with numba's thread count set from torch's, and a note on stderr while the first use on a
-    machine compiles (~30 s; numba caches the result)."""
+    """kernel(*args) with numba's thread count set from torch's; the first use on a machine compiles (~30 s; numba
+    caches the result), said on stderr and interruptible (`first_call`)."""
     import numba
 
+    from pspc_core.runtime.compiling import first_call
+
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    if kernel in _COMPILED:
-        return kernel(*args)
-    note = threading.Timer(2.0, _say_compiling)
-    note.start()
-    try:
-        return kernel(*args)
-    finally:
-        note.cancel()
-        _COMPILED.add(kernel)
-
-
-@functools.cache
-def _say_compiling() -> None:
-    import sys
-
-    print("pspc: compiling the PSPC sweep kernels (first use on this machine; numba caches them)", file=sys.stderr,
-          flush=True)
+    return first_call(kernel, args, "the PSPC sweep kernels", _COMPILED)
 
 
 def _units(z: torch.Tensor):

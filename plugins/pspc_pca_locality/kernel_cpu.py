@@ -30,10 +30,7 @@ function, so helpers shared by cached kernels live beside them.
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
-import threading
 
 import numba
 import numpy as np
@@ -41,6 +38,8 @@ import torch
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+from pspc_core.runtime.compiling import first_call
 
 LANES = 32  # images per block: e and d are [D, LANES] float64, 1.6 MB at 32x32 (a core's L2 holds 2 MB)
 UNROLL = 4  # independent vector accumulators per sum (hides the latency of the additions)
@@ -279,24 +278,10 @@ def _differences(cols, order, parent):
 _READY: set = set()
 
 
-@functools.cache
-def _say_compiling() -> None:
-    print("pspc: compiling the PCA-locality CPU kernel (first use on this machine; numba caches it)",
-          file=sys.stderr, flush=True)
-
-
 def _ready(D: int) -> None:
-    """Compile the kernel (or load it from numba's cache) on a tiny input first, saying so on stderr when that
-    takes a while."""
-    if _READY:
-        return
-    note = threading.Timer(2.0, _say_compiling)
-    note.start()
-    try:
-        one = np.zeros(1, np.int64)
-        _softmax_sums(np.zeros((1, 1)), np.zeros((1, 1), np.uint8), np.zeros(1, np.int64), -one,
-                      np.zeros(2, np.int64), np.zeros(0, np.int64), np.zeros(2, np.int64), np.zeros(0, np.int64),
-                      1.0, 1)
-    finally:
-        note.cancel()
-    _READY.add(True)
+    """Compile the kernel (or load it from numba's cache) on a tiny input first: the first use on a machine
+    compiles for a while, said on stderr and interruptible (`first_call`)."""
+    one = np.zeros(1, np.int64)
+    tiny = (np.zeros((1, 1)), np.zeros((1, 1), np.uint8), np.zeros(1, np.int64), -one, np.zeros(2, np.int64),
+            np.zeros(0, np.int64), np.zeros(2, np.int64), np.zeros(0, np.int64), 1.0, 1)
+    first_call(_softmax_sums, tiny, "the PCA-locality CPU kernel", _READY)

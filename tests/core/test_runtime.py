@@ -129,3 +129,22 @@ def test_too_little_disk_is_refused_before_work(tmp_path):
     with pytest.raises(RunError, match="need about 1e\\+03 TB"):
         ensure_space(tmp_path / "new" / "folder", 10**15, "1 sample")
     save_npy(tmp_path / "ok.npy", np.zeros(3))
+
+
+def test_an_interrupt_while_a_kernel_compiles_is_held_until_the_call_returns():
+    import signal
+
+    from pspc_core.runtime.compiling import first_call
+
+    done = []
+
+    def compiling_kernel(x):  # numba's compiler would swallow a KeyboardInterrupt raised in here
+        signal.raise_signal(signal.SIGINT)
+        done.append(x)
+        return x
+
+    ready: set = set()
+    with pytest.raises(KeyboardInterrupt):
+        first_call(compiling_kernel, (1,), "a test kernel", ready)
+    assert done == [1] and compiling_kernel in ready
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
