@@ -30,8 +30,15 @@ def edm_schedule(n_steps: int = 18, t_min: float = 0.002, t_max: float = 80.0, r
                              f"or a denoiser's t_min, t_max, rho), got t_min={t_min}, t_max={t_max}, rho={rho}; "
                              "fix them")
     i = torch.arange(n_steps, dtype=dtype)
-    hi, lo = t_max ** (1 / rho), t_min ** (1 / rho)
-    return (hi + i / max(n_steps - 1, 1) * (lo - hi)) ** rho
+    try:
+        hi, lo = t_max ** (1 / rho), t_min ** (1 / rho)
+    except OverflowError:  # a tiny rho
+        hi = lo = math.inf
+    grid = (hi + i / max(n_steps - 1, 1) * (lo - hi)) ** rho
+    if not bool(torch.isfinite(grid).all()) or bool((grid <= 0).any()):
+        raise ParameterError(f"the noise grid of t_min={t_min}, t_max={t_max}, rho={rho} leaves the range of "
+                             f"{dtype} (a tiny rho or a huge t_max); use values nearer the defaults (0.002, 80, 7)")
+    return grid
 
 
 def nearest_index(grid: torch.Tensor, t: float) -> int:

@@ -3,9 +3,9 @@
 `run(args)` runs the app and turns user errors into `error: ...` on stderr with exit code 2: pspc's own errors
 (`PspcError`: data, parameters, plugins, checkpoints, busy folders), usage errors (unknown option, bad value:
 typer's own exceptions, whether from click or from the copy of click newer typer releases carry), files and
-disks (`OSError`: missing, unwritable, full) and memory (numpy's MemoryError, torch's allocator errors). Ctrl-C
-is exit 130, also when it lands inside a compiled kernel (which reports it as a SystemError); SIGTERM stops a run
-the same way (exit 143), so finished work is kept and locks are released. Warnings meant for the user
+disks (`OSError` and safetensors' own errors: missing, unwritable, full) and memory (numpy's MemoryError, torch's
+allocator errors). Ctrl-C is exit 130, also when it lands inside a compiled kernel (which reports it as a
+SystemError); SIGTERM stops a run the same way (exit 143), so finished work is kept and locks are released. Warnings meant for the user
 (`PspcWarning`) print as `warning: ...`. Anything else is a bug and keeps its traceback.
 """
 
@@ -142,4 +142,9 @@ def _run(args: list[str], usage: tuple) -> int:
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         _error(f"cannot access{where}: {exc.strerror or exc}; check the path, its permissions and free disk space")
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # safetensors' own I/O errors (a full disk) are not OSErrors
+            raise
+        _error(f"cannot read or write a .safetensors file: {exc}; check the path, its permissions and free disk "
+               "space")
     return 2

@@ -32,6 +32,10 @@ CHUNK = 4096  # training images per step of the neighbour search (bounds memory:
 ESTIMATE_ENTRIES = 1 << 22  # draws × pixels weighed at once (~16 bytes each)
 
 
+MAX_DRAWS = 2**31 - 1  # torch indexes the draws with int64; more than this could never fit in memory anyway
+MAX_SEED = 2**31 - 1  # seed + latent index stays below 2^32, where torch's CPU generator wraps around
+
+
 class KNNDenoiser(Denoiser):
     """kNN importance-sampling estimator.
 
@@ -48,8 +52,10 @@ class KNNDenoiser(Denoiser):
         if k >= N:
             raise ParameterError(f"k = {k} must be below the number of training images N = {N} (the proposal's "
                                  f"uniform tail needs at least one image); use k ≤ {N - 1}")
-        if n < 1:
-            raise ParameterError(f"n = {n} must be at least 1 (the draws per latent); use n ≥ 1")
+        if not 1 <= n <= MAX_DRAWS:
+            raise ParameterError(f"n = {n} must be 1 to {MAX_DRAWS} (the draws per latent); use n ≥ 1")
+        if not 0 <= seed <= MAX_SEED:
+            raise ParameterError(f"seed = {seed} is outside 0..{MAX_SEED}; torch's generators use 32-bit seeds")
         self.dataset = dataset
         self.resolution, self.channels = dataset.resolution, dataset.channels
         self.k, self.n, self.seed = int(k), int(n), int(seed)

@@ -76,7 +76,8 @@ def network_config(s: TrainSettings, resolution: int, channels: int) -> dict:
                              "use fewer --channel-mult levels")
     resolutions = [resolution >> level for level in range(len(s.channel_mult))]
     unused = [r for r in s.attn_resolutions if r not in resolutions]
-    if unused:  # the network would silently have no attention there
+    if unused and list(s.attn_resolutions) != TrainSettings().attn_resolutions:  # asked for, silently absent
+        # (the default, 16, simply has no effect on a network without that resolution)
         raise ParameterError(f"--attn-resolutions {','.join(map(str, unused))} is not a resolution of this network; "
                              f"choose among {','.join(map(str, resolutions))} (or '' for none)")
     kwargs = dict(img_resolution=resolution, img_channels=channels, label_dim=0, use_fp16=False,

@@ -32,6 +32,8 @@ CASES = [
     (["sample", "--t-max", "inf"], "finite 0 < t_min < t_max"),
     (["sample", "--rho", "0"], "rho > 0"),
     (["sample", "--rho", "nan"], "rho > 0"),
+    (["sample", "--rho", "0.001"], "leaves the range"),
+    (["sample", "--t-max", "1e300"], "leaves the range"),
     (["denoise", "-d", "pspc_sq", "-p", "rho=inf"], "rho > 0"),
     (["denoise", "--t-idx", "18"], "outside the 18-point grid"),
     (["denoise", "--t-idx", "-1"], "outside the 18-point grid"),
@@ -95,6 +97,7 @@ CASES = [
     (["denoise", "--z", "{tmp}/small_z.npy", "--seed", "3"], "--seed has no effect together with --z"),
     (["compare", "--z", "{tmp}/small_z.npy", "--samples"], "--samples has no effect together with --z"),
     (["sample", "--seed", "99999999999999999999"], "Invalid value for '--seed'"),
+    (["sample", "--seed", "4294967296"], "Invalid value for '--seed'"),
     # files, folders, disks, devices
     (["sample", "-o", "{tmp}/a_file"], "a_file"),
     (["sample", "--n-samples", "1000000000"], "free"),
@@ -256,3 +259,20 @@ def test_a_denoiser_that_returns_nan_is_named_not_the_latents(capsys, tmp_path, 
                         *SMALL)
     assert_one_line_error(code, err, "GaussianDenoiser returned NaN or infinite values at t = 80")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_full_disk_under_safetensors_is_one_line(capsys, tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from pspc_network import checkpoint
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No "
+                              "space left on device\" })")
+
+    monkeypatch.setattr(checkpoint, "save_safetensors", full)
+    code, _, err = pspc(capsys, "train", "--data", "builtin:shapes:4", "--duration-kimg", "0.004", "--batch", "4",
+                        "--model-channels", "16", "--channel-mult", "1", "-q", "-o", tmp_path / "t")
+    info, *rest = err.strip().splitlines()  # train says what it trains first
+    assert info.startswith("training ") and not info.startswith("error")
+    assert_one_line_error(code, "\n".join(rest), "No space left on device", "free disk space")

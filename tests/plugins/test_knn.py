@@ -46,7 +46,9 @@ def test_preset_holds_k_2048_and_n_256():
     (dict(k=50), "k = 50 must be below the number of training images N = 50"),
     (dict(k=51), "use k ≤ 49"),
     (dict(k=0), "k = 0 must be at least 1"),
-    (dict(k=5, n=0), "n = 0 must be at least 1"),
+    (dict(k=5, n=0), "n = 0 must be 1 to"),
+    (dict(k=5, n=2**63), "must be 1 to 2147483647"),
+    (dict(k=5, seed=2**32), "torch's generators use 32-bit seeds"),
 ])
 def test_bad_parameters_are_one_line_errors(tiny_dataset, params, words):
     with pytest.raises(ParameterError) as info:
