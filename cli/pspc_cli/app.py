@@ -5,8 +5,9 @@
 typer's own exceptions, whether from click or from the copy of click newer typer releases carry), files and
 disks (`OSError` and safetensors' own errors: missing, unwritable, full) and memory (numpy's MemoryError, torch's
 allocator errors). Ctrl-C is exit 130, also when it lands inside a compiled kernel (which reports it as a
-SystemError); SIGTERM stops a run the same way (exit 143), so finished work is kept and locks are released. Warnings meant for the user
-(`PspcWarning`) print as `warning: ...`. Anything else is a bug and keeps its traceback.
+SystemError); SIGTERM stops a run the same way (exit 143), so finished work is kept and locks are released.
+Warnings meant for the user (`PspcWarning`) print as `warning: ...`. Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ OPTIONS: dict[str, tuple[Any, Any, Any]] = {
     "rho": (float, 7.0, _opt("--rho", metavar="RHO", help="EDM grid exponent")),
     "n_samples": (int, 64, _opt("--n-samples", metavar="N", min=1, help="number of latents")),
     "batch": (int, 64, _opt("--batch", metavar="N", min=1, help="latents per denoiser call")),
-    "seed": (int, 0, _opt("--seed", metavar="SEED", min=0, max=2**31 - 1, help="base seed: latent i uses seed + i, whatever --batch (torch's generators use 32 bits: seed + i stays below 2^32)")),
+    "seed": (int, 0, _opt("--seed", metavar="SEED", min=0, max=2**31 - 1,  # seed + i < 2^32: torch seeds take 32 bits
+                          help="base seed: latent i uses seed + i, whatever --batch")),
     "device": (Optional[str], None, _opt("--device", metavar="DEVICE", help="torch device [default: cuda if present, else cpu]")),
     "quiet": (bool, False, _opt("--quiet", "-q", help="no progress display")),
 }
@@ -157,7 +158,8 @@ def run_options(*names: str, **defaults):
         @functools.wraps(fn)
         def command(**kwargs):
             ctx = kwargs.pop(CONTEXT)
-            given = frozenset(n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE")
+            given = frozenset(n for n in ctx.params
+                              if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE")
             opts = RunOptions(given, **{n: kwargs.pop(n) for n in wanted})
             return fn(opts, **kwargs)
 

@@ -50,6 +50,10 @@ def save_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torc
         save_file(tensors, str(tmp), metadata={"pspc_train": json.dumps(meta)})
 
 
+def _unreadable(path, exc: Exception) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(f"training state {path} is unreadable ({type(exc).__name__}); delete it to start over")
+
+
 def read_state_meta(path) -> dict:
     """The metadata `save_state` wrote (step, images seen, settings), without loading any tensor: a rerun checks
     its settings against them before loading weights that might not fit its network."""
@@ -57,7 +61,7 @@ def read_state_meta(path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             return json.loads((f.metadata() or {})["pspc_train"])
     except Exception as exc:  # truncated or foreign file
-        raise UnsafeCheckpointError(f"training state {path} is unreadable ({type(exc).__name__}); delete it to start over") from None
+        raise _unreadable(path, exc) from None
 
 
 def load_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:
@@ -67,7 +71,7 @@ def load_state(path, net, ema, optimizer: torch.optim.Optimizer, generator: torc
             meta = json.loads((f.metadata() or {})["pspc_train"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # truncated or foreign file
-        raise UnsafeCheckpointError(f"training state {path} is unreadable ({type(exc).__name__}); delete it to start over") from None
+        raise _unreadable(path, exc) from None
     try:
         for prefix, module in (("net.", net), ("ema.", ema)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
