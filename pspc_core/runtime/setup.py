@@ -43,6 +43,8 @@ def choose(denoisers: list[str] | None, presets: list[str] | None, params: list[
         raise ParameterError(f"{option} holds an empty denoiser name; name denoisers (see `pspc list`), separated "
                              "by single commas")
     choices = [_preset_choice(n, registry) for n in presets or []] + [Choice(n, n) for n in names]
+    if network_pkl is not None and not network_pkl.strip():
+        raise ParameterError("--network-pkl is empty; give a checkpoint path, or leave it out")
     alias = _alias(reg, "network_pkl") if network_pkl else None
     if not choices:
         if alias and not default:
@@ -109,6 +111,8 @@ def _assign(choices: list[Choice], values: dict[str, str]) -> None:
 
 def data_source(data: str | None, registry=None) -> str:
     """--data as given, else the registry's default data."""
+    if data is not None and not data.strip():
+        raise ParameterError("--data is empty; give a dataset path or builtin:NAME, or leave --data out")
     return data or load_registry(registry).defaults.get("data", "builtin:shapes")
 
 

@@ -62,6 +62,8 @@ CASES = [
     (["sample", "-d", "pspc_sq", "-p", "patch_sizes=3,,5"], "empty item"),
     (["sample", "-d", "network", "-p", "checkpoint="], "it is empty"),
     (["sample", "-p", "dataset="], "it is empty"),
+    (["sample", "--data", ""], "--data is empty"),
+    (["sample", "--network-pkl", ""], "--network-pkl is empty"),
     (["heatmaps", "-d", "empirical", "--n-latents", "1", "--n-steps", "1"], "cannot be differentiated"),
     (["heatmaps", "--float16", "--format", "npz"], "--float16 applies to --format safetensors"),
     (["sample", "-d", "gaussian", "--network-pkl", "{tmp}/text.pkl"], "network is not among the chosen denoisers"),
