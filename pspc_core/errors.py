@@ -44,3 +44,10 @@ class RunError(PspcError):
 class PspcWarning(UserWarning):
     """Something the user should know that does not stop the run (work set aside, a plugin left out); the
     command line prints it as one line, `warning: ...`."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: numpy's MemoryError, or torch's allocators' RuntimeError (CUDA: its
+    subclass OutOfMemoryError; the CPU allocator: "can't allocate memory"), which is not a MemoryError."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(exc))

@@ -84,11 +84,6 @@ def _from_interrupt(exc: BaseException) -> bool:
     return False
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    """torch's allocators raise RuntimeError (CUDA: its subclass OutOfMemoryError), not MemoryError."""
-    return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
-
-
 def run(args: list[str]) -> int:
     """Run the app on `args`; return the exit code (0, 2 for user errors, 130 for Ctrl-C, 143 for SIGTERM, or a
     command's)."""
@@ -108,7 +103,7 @@ def run(args: list[str]) -> int:
 
 
 def _run(args: list[str], usage: tuple) -> int:
-    from pspc_core.errors import PspcError
+    from pspc_core.errors import PspcError, is_out_of_memory
     from pspc_core.runtime import distributed
 
     try:
@@ -137,7 +132,7 @@ def _run(args: list[str], usage: tuple) -> int:
     except (SystemError, RuntimeError) as exc:
         if _from_interrupt(exc):
             return _stopped()
-        if not _out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         _error(OUT_OF_MEMORY)
     except OSError as exc:

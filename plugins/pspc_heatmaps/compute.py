@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pspc_core.errors import PspcError
+from pspc_core.errors import PspcError, is_out_of_memory
 
 
 def pixel_cotangents(channels: int, resolution: int, pixels: range, per_channel: bool) -> torch.Tensor:
@@ -51,7 +51,7 @@ def heatmap_sum(denoiser: Callable, z: torch.Tensor, t: float, pixel_chunk: int 
     try:
         _, vjp_fn = torch.func.vjp(lambda zz: denoiser(zz, t_batch), z)
     except RuntimeError as exc:  # compiled or numpy code cannot take torch.func's wrapped tensors
-        if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+        if is_out_of_memory(exc):
             raise
         raise PspcError(f"{type(denoiser).__name__} cannot be differentiated by torch (it leaves torch for "
                         "compiled code); heatmaps need a differentiable denoiser, e.g. network or gaussian") from None
