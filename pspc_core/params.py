@@ -15,6 +15,9 @@ from typing import Any
 
 from .errors import ParameterError
 
+MAX_SEED = 2**31 - 1  # the largest seed pspc takes: latent i's seed + i stays below 2^32, all torch's CPU generator
+# keeps (seeds 2^32 apart draw the same numbers)
+
 TYPES = ("int", "float", "str", "bool", "path", "list[int]", "list[float]", "dataset", "choice")
 REQUIRED = object()  # default of a parameter the user must give
 

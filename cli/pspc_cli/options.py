@@ -23,6 +23,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pspc_core.params import MAX_SEED
+
 
 def complete_denoiser(incomplete: str) -> list[str]:
     from pspc_core import list_denoisers
@@ -63,7 +65,7 @@ OPTIONS: dict[str, tuple[Any, Any, Any]] = {
     "rho": (float, 7.0, _opt("--rho", metavar="RHO", help="EDM grid exponent")),
     "n_samples": (int, 64, _opt("--n-samples", metavar="N", min=1, help="number of latents")),
     "batch": (int, 64, _opt("--batch", metavar="N", min=1, help="latents per denoiser call")),
-    "seed": (int, 0, _opt("--seed", metavar="SEED", min=0, max=2**31 - 1,  # seed + i < 2^32: torch seeds take 32 bits
+    "seed": (int, 0, _opt("--seed", metavar="SEED", min=0, max=MAX_SEED,
                           help="base seed: latent i uses seed + i, whatever --batch")),
     "device": (Optional[str], None, _opt("--device", metavar="DEVICE", help="torch device [default: cuda if present, else cpu]")),
     "quiet": (bool, False, _opt("--quiet", "-q", help="no progress display")),

@@ -24,6 +24,7 @@ import torch
 from pspc_core.dataset import Dataset
 from pspc_core.denoiser import Denoiser
 from pspc_core.errors import ParameterError
+from pspc_core.params import MAX_SEED
 
 from .distances import UNIT, fixed_point, image_terms, nearest
 from .estimator import draw, latent_seed, proposal_weights, weighted_means
@@ -33,7 +34,6 @@ ESTIMATE_ENTRIES = 1 << 22  # draws × pixels weighed at once (~16 bytes each)
 
 
 MAX_DRAWS = 2**31 - 1  # torch indexes the draws with int64; more than this could never fit in memory anyway
-MAX_SEED = 2**31 - 1  # seed + latent index stays below 2^32, where torch's CPU generator wraps around
 
 
 class KNNDenoiser(Denoiser):
@@ -55,7 +55,8 @@ class KNNDenoiser(Denoiser):
         if not 1 <= n <= MAX_DRAWS:
             raise ParameterError(f"n = {n} must be 1 to {MAX_DRAWS} (the draws per latent); use n ≥ 1")
         if not 0 <= seed <= MAX_SEED:
-            raise ParameterError(f"seed = {seed} is outside 0..{MAX_SEED}; torch's generators use 32-bit seeds")
+            raise ParameterError(f"seed = {seed} is outside 0..{MAX_SEED}, the seeds pspc takes (as --seed); use one "
+                                 "of them")
         self.dataset = dataset
         self.resolution, self.channels = dataset.resolution, dataset.channels
         self.k, self.n, self.seed = int(k), int(n), int(seed)

@@ -48,7 +48,7 @@ def test_preset_holds_k_2048_and_n_256():
     (dict(k=0), "k = 0 must be at least 1"),
     (dict(k=5, n=0), "n = 0 must be 1 to"),
     (dict(k=5, n=2**63), "must be 1 to 2147483647"),
-    (dict(k=5, seed=2**32), "torch's generators use 32-bit seeds"),
+    (dict(k=5, seed=2**32), "seed = 4294967296 is outside 0..2147483647, the seeds pspc takes"),
 ])
 def test_bad_parameters_are_one_line_errors(tiny_dataset, params, words):
     with pytest.raises(ParameterError) as info:
