@@ -16,8 +16,11 @@ are rescaled then).
 
 Two strategies, the same numbers:
 * `two_pass` (any crops): pass 1 gives per crop its reference and s = Σ_n exp(c·(ref - d_n)); pass 2 spreads
-  w = exp(c·(ref - d) - log s) back to pixels (transposed window sums, or the member lists) and multiplies them
-  into the images.
+  w = exp(c·(ref - d) - log s) back to pixels (transposed window sums, or per pixel the weights of the crops
+  holding it) and multiplies them into the images. Masks whose images fit one range (N < RANGE_MIN) and whose
+  weights per latent fit KEPT_MAX keep pass 1's weights instead of recomputing them (`_masks_kept`). Kept weights
+  and per-pixel gathers (the crops' weights used to be scattered onto their pixels): 1.5x for PSPC-Flex at
+  16x16, N = 400, 100 latents.
 * `one_pass_square` (square crops, k ≤ ONE_PASS_MAX_K): each crop accumulates its own Σ_n exp(c·(ref - d_n))
   x_{n,C} (k²·C values), cheaper than a second pass while k²·C is small; the composite is assembled at the end.
   For k = 3 (the paper's schedule at small t) `_one_pass3` fuses the row-by-row distance sums, the weights and
@@ -53,6 +56,7 @@ LANES = 256  # images per block (SIMD lanes run over them): 1.1x over 128 (k = 2
 TASKS = 32  # image ranges with their own accumulators, merged in order (two passes)
 RANGE_MIN = 4 * LANES  # images per range at least (two passes): a range's blocks are full, latents split instead
 TASK_TARGET = 16  # latent × image-range tasks (one pass), at least, whatever the thread count
+KEPT_MAX = 1 << 20  # masks over one image range: a latent's weights (K × N, 8 MB at most) are kept for pass 2
 GROUP = 2  # latents per task of the k = 3 pass: they share each block's float64 rows and the loads of
 # its accumulation sweeps (1.05-1.3x over one latent; more need more registers than there are)
 ONE_PASS_MAX_K = 3  # k²·C multiply-adds per weight against a second pass: 1.5x at k = 2, 1.2-1.3x at k = 3 (fused)
@@ -273,13 +277,37 @@ def _mask_distances(zu, xb, w, ptr, members, e, d):
             for lane in range(w):
                 out[lane] += _sq(x[lane], a)
     for crop in range(len(ptr) - 1):
-        out = d[crop]
-        for lane in range(w):
-            out[lane] = 0.0
-        for m in range(ptr[crop], ptr[crop + 1]):
-            add = e[members[m]]
+        _row_sum(e, members, ptr[crop], ptr[crop + 1], None, w, d[crop])
+
+
+@numba.njit(inline="always", fastmath=FLAGS)
+def _row_sum(rows, index, lo, hi, scale, w, out):
+    """out[:w] = Σ_{lo ≤ j < hi} rows[index[j]] (times scale[index[j]] unless scale is None), four rows per
+    sweep."""
+    for lane in range(w):
+        out[lane] = 0.0
+    j = lo
+    while j + 3 < hi:
+        i0, i1, i2, i3 = index[j], index[j + 1], index[j + 2], index[j + 3]
+        r0, r1, r2, r3 = rows[i0], rows[i1], rows[i2], rows[i3]
+        if scale is None:
             for lane in range(w):
-                out[lane] += add[lane]
+                out[lane] += (r0[lane] + r1[lane]) + (r2[lane] + r3[lane])
+        else:
+            s0, s1, s2, s3 = scale[i0], scale[i1], scale[i2], scale[i3]
+            for lane in range(w):
+                out[lane] += (s0 * r0[lane] + s1 * r1[lane]) + (s2 * r2[lane] + s3 * r3[lane])
+        j += 4
+    while j < hi:
+        r0 = rows[index[j]]
+        if scale is None:
+            for lane in range(w):
+                out[lane] += r0[lane]
+        else:
+            s0 = scale[index[j]]
+            for lane in range(w):
+                out[lane] += s0 * r0[lane]
+        j += 1
 
 
 @numba.njit(fastmath=FLAGS)
@@ -319,7 +347,8 @@ def _block_min(dc, w):
 
 
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
-def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_groups, first, last, out):
+def _pass2(zu, pixels, R, k, ptr, members, mult, tptr, tcrops, c, ref, log_s, n_ranges, n_groups, first, last,
+           out):
     """Per task (`_task_span`): Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) -
     log s). Square crops spread their weights along each crop row (into a ring of k + 1 rows), then down the
     columns one pixel row at a time, each pixel row multiplied into the images as soon as it is complete; masks
@@ -343,17 +372,7 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_grou
                     for lane in range(w):
                         wc[lane] = _exp(c * (base - wc[lane]) - shift)
                 if len(ptr) > 0:
-                    for p in range(P):
-                        for lane in range(w):
-                            ering[p, lane] = 0.0
-                    for crop in range(K):
-                        wc, m = d[crop], mult[crop]
-                        for i in range(ptr[crop], ptr[crop + 1]):
-                            dst = ering[members[i]]
-                            for lane in range(w):
-                                dst[lane] += m * wc[lane]
-                    for p in range(P):
-                        _dot(ering[p], xb, p, w, out[r, b])
+                    _gather_dot(d, mult, tptr, tcrops, xb, w, ering[0], out[r, b])
                     continue
                 for i in range(R):
                     if i < nW:  # spread crop row i along the image row into the ring (k + 1 rows are live)
@@ -366,6 +385,55 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_grou
                     for j in range(R):
                         _spread_step(ring[enter + j], ring[leave + j], w, k, nW, i, wsum[now + j], wsum[before + j])
                         _dot(wsum[now + j], xb, i * R + j, w, out[r, b])
+
+
+@numba.njit(fastmath=FLAGS)
+def _gather_dot(wts, scale, tptr, tcrops, xb, w, acc, out):
+    """Masks, pass 2: per pixel p, acc [LANES] = Σ_{crops ∋ p} scale[crop] · wts[crop] (tcrops[tptr[p] ..
+    tptr[p + 1]]: the crops holding p), then out[c, p] += Σ_lanes acc · x_c (this block's images). Gathered per
+    pixel, each sum stays in L1 and is used at once (scattering crops onto pixels wrote every row twice)."""
+    for p in range(len(tptr) - 1):
+        if tptr[p] < tptr[p + 1]:
+            _row_sum(wts, tcrops, tptr[p], tptr[p + 1], scale, w, acc)
+            _dot(acc, xb, p, w, out)
+
+
+@numba.njit(nogil=True, fastmath=FLAGS, cache=True)
+def _masks_kept(zu, pixels, ptr, members, mult, tptr, tcrops, c, n_groups, first, last, out):
+    """Masks, every image in one range: per task (a group of latents) and latent, pass 1 keeps each block's
+    weights u = exp(c·(ref_blk - d)) [blocks, K, LANES] and the reference ref_blk they were taken against, so
+    pass 2 only rescales them by exp(c·(ref - ref_blk)) / s per crop (ref ≤ ref_blk: no overflow) instead of
+    computing the distances and exponentials again. out [1, B, C, P] as `_pass2`."""
+    B, C, P = zu.shape
+    N = pixels.shape[2]
+    K = len(ptr) - 1
+    n_blocks = -(-N // LANES)
+    xb = np.empty((n_blocks, C, P, LANES), np.uint8)  # every block, loaded once (N·C·P bytes)
+    for blk in range(n_blocks):
+        _load(pixels, blk * LANES, min(LANES, N - blk * LANES), xb[blk])
+    for task in range(first, last):
+        lo, hi, b0, b1, r = _task_span(task, 1, n_groups, N, B)
+        _, _, d, e, _ = _buffers(C, P, 1, 1, K, True)
+        u, used = np.empty((n_blocks, K, LANES)), np.empty((n_blocks, K))
+        ref, s, scale = np.empty(K), np.empty(K), np.empty(K)
+        for b in range(b0, b1):
+            ref[:] = BIG
+            s[:] = 0.0
+            for blk in range(n_blocks):
+                w = min(LANES, N - blk * LANES)
+                _mask_distances(zu[b], xb[blk], w, ptr, members, e, d)
+                for crop in range(K):
+                    old = ref[crop]
+                    total, new = _weights(d[crop], w, c, old, u[blk, crop], True)
+                    if new != old:
+                        s[crop] *= _exp(c * (new - old))
+                        ref[crop] = new
+                    s[crop] += total
+                    used[blk, crop] = new
+            for blk in range(n_blocks):
+                for crop in range(K):
+                    scale[crop] = mult[crop] * _exp(c * (ref[crop] - used[blk, crop])) / s[crop]
+                _gather_dot(u[blk], scale, tptr, tcrops, xb[blk], min(LANES, N - blk * LANES), e[0], out[r, b])
 
 
 @numba.njit(inline="always", fastmath=FLAGS)
@@ -421,14 +489,18 @@ def _ready(kernel, *args) -> None:
 
 
 def _members(crops):
-    """(ptr, members, mult): the crops' pixels as lists (CSR) for masks; empty for square crops (window sums)."""
+    """(ptr, members, mult, tptr, tcrops): the crops' pixels as lists (CSR) for masks, and the crops holding each
+    pixel (CSR, the transpose); empty for square crops (window sums)."""
     if isinstance(crops, BoxCrops):
         empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0)
+        return empty, empty, np.zeros(0), empty, empty
     index = crops.pixel_index.cpu()
     keep = index < crops.coverage.shape[0]  # rows are padded with P
     ptr = np.concatenate([[0], np.cumsum(keep.sum(1).numpy())]).astype(np.int64)
-    return ptr, index[keep].numpy().astype(np.int64), crops.multiplicity.cpu().numpy()
+    members = index[keep].numpy().astype(np.int64)
+    owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+    tptr = np.concatenate([[0], np.cumsum(np.bincount(members, minlength=crops.coverage.shape[0]))]).astype(np.int64)
+    return ptr, members, crops.multiplicity.cpu().numpy(), tptr, owner[np.argsort(members, kind="stable")]
 
 
 def _uint8_units(z: torch.Tensor) -> np.ndarray:
@@ -446,20 +518,27 @@ def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarr
     zu = _uint8_units(z)  # z' (uint8 units)
     x = pixels.numpy()
     k = getattr(crops, "k", 1)
-    ptr, members, mult = _members(crops)
+    ptr, members, mult, tptr, tcrops = _members(crops)
     n_ranges = max(1, min(TASKS, N // RANGE_MIN))  # fixed by N, so results do not depend on the thread count
     n_groups = max(1, min(B, -(-TASK_TARGET // n_ranges)))  # latents split where ranges are few
     n_tasks = n_ranges * n_groups
     K = ptr.shape[0] - 1 if len(ptr) else (R - k + 1) ** 2
+    if len(ptr) and n_ranges == 1 and K * -(-N // LANES) * LANES <= KEPT_MAX:
+        _ready(_masks_kept, np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), ptr[:1], members[:0], mult[:0],
+               np.zeros(P + 1, np.int64), tcrops[:0], 1.0, 1, 0, 1, np.zeros((1, 1, C, P)))
+        out = np.zeros((1, B, C, P))
+        _run_tasks(_masks_kept, n_groups, zu, x, ptr, members, mult, tptr, tcrops, c, n_groups, (out,))
+        return out[0] / UNIT - crops.coverage.cpu().numpy()
     one = (np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), R, 1, ptr[:0], members[:0])
     _ready(_pass1, *one, 1.0, 1, 1, 0, 1, np.full((1, 1, P), BIG), np.zeros((1, 1, P)))
-    _ready(_pass2, *one, mult[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 1, 0, 1, np.zeros((1, 1, C, P)))
+    _ready(_pass2, *one, mult[:0], tptr[:0], tcrops[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 1, 0, 1, np.zeros((1, 1, C, P)))
     ref_t, s_t = np.full((n_ranges, B, K), BIG), np.zeros((n_ranges, B, K))
     _run_tasks(_pass1, n_tasks, zu, x, R, k, ptr, members, c, n_ranges, n_groups, (ref_t, s_t))
     ref = ref_t.min(0)  # every range holds images, so every ref is a distance
     log_s = np.log((s_t * np.exp(c * (ref - ref_t))).sum(0))  # Σ_n exp(c·(ref - d_n)) over all ranges
     out = np.zeros((n_ranges, B, C, P))
-    _run_tasks(_pass2, n_tasks, zu, x, R, k, ptr, members, mult, c, ref, log_s, n_ranges, n_groups, (out,))
+    _run_tasks(_pass2, n_tasks, zu, x, R, k, ptr, members, mult, tptr, tcrops, c, ref, log_s, n_ranges, n_groups,
+               (out,))
     out = out.sum(0)
     cov = crops.coverage.cpu().numpy()  # = Σ_n W: each crop's weights sum to 1
     return out / UNIT - cov  # Σ_n W (x / 127.5 - 1)

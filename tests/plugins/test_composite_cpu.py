@@ -133,21 +133,52 @@ def _masks(R, seed):
     return masks
 
 
-@pytest.mark.parametrize("t", [5.0, 0.3, 0.002])
-def test_masks_match_the_float64_oracle(t):
-    """PSPC-Flex's crops: merged duplicates count twice, uncovered pixels come back as 0 (the caller fills them)."""
-    images = _data(200, seed=8)
-    z = _latents(images, t)
-    masks = _masks(8, seed=9)
+@pytest.fixture(params=["kept", "recomputed"])
+def mask_pass(request, monkeypatch):
+    """Masks over one image range keep pass 1's weights for pass 2 (`_masks_kept`); otherwise, or beyond
+    KEPT_MAX, pass 2 recomputes them (`_pass2`). Both must give the same numbers."""
+    if request.param == "recomputed":
+        monkeypatch.setattr(composite_cpu, "KEPT_MAX", 0)
+    return request.param
+
+
+def _mask_run(images, z, t, masks):
+    """(D(z, t) [B, C, R, R] from two_pass alone, covered pixels [R, R])."""
+    R = images.shape[-1]
     crops = MaskCrops(masks)
     c = 1.0 / (2.0 * t**2 * composite.UNIT**2)
-    out = torch.from_numpy(composite_cpu.two_pass(z, composite.pixels_first(images), crops, c)).view(3, 3, 8, 8)
-    covered = crops.coverage.view(8, 8) > 0
+    out = torch.from_numpy(composite_cpu.two_pass(z, composite.pixels_first(images), crops, c)).view_as(z)
+    covered = crops.coverage.view(R, R) > 0
+    return out / torch.where(covered, crops.coverage.view(R, R), 1.0), covered
+
+
+@pytest.mark.parametrize("t", [5.0, 0.3, 0.002])
+def test_masks_match_the_float64_oracle(t, mask_pass):
+    """PSPC-Flex's crops: merged duplicates count twice, uncovered pixels come back as 0 (the caller fills them).
+    N = 300: a full block and a partial one."""
+    images = _data(300, seed=8)
+    z = _latents(images, t)
+    masks = _masks(8, seed=9)
+    mine, covered = _mask_run(images, z, t, masks)
     assert not covered[0, 0] and not covered[7, 7]
     ref = pspc_direct(images, z, torch.full((3,), t, dtype=torch.float64), masks)
-    mine = out / torch.where(covered, crops.coverage.view(8, 8), 1.0)
     assert (mine - ref)[..., covered].abs().max().item() <= 1e-12
     assert mine[..., ~covered].abs().max().item() == 0
+
+
+def test_masks_reshift_a_far_closer_later_block(mask_pass, monkeypatch):
+    """One latent, image 300 (in the second block) plus tiny noise: against the first block's reference its
+    weights would overflow, so that block is re-shifted, and (kept weights) the first block's are scaled down."""
+    monkeypatch.setattr(composite_cpu, "TASK_TARGET", 1)
+    images = _data(301, seed=4)
+    t = 0.01
+    g = torch.Generator().manual_seed(5)
+    z = (images[300:].double() / 127.5 - 1) + t * torch.randn(1, 3, 8, 8, generator=g, dtype=torch.float64)
+    masks = _masks(8, seed=9)
+    mine, covered = _mask_run(images, z, t, masks)
+    ref = pspc_direct(images, z, torch.full((1,), t, dtype=torch.float64), masks)
+    assert torch.isfinite(mine).all()
+    assert (mine - ref)[..., covered].abs().max().item() <= 1e-12
 
 
 def test_flex_equals_its_torch_passes(monkeypatch):
