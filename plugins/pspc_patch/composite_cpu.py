@@ -352,7 +352,7 @@ def _pass2(zu, pixels, R, k, ptr, members, mult, tptr, tcrops, c, ref, log_s, n_
     """Per task (`_task_span`): Σ_n Σ_{C∋p} mult_C w_{bnC} x_{ncp} (x in uint8 units), w = exp(c·(ref - d_n) -
     log s). Square crops spread their weights along each crop row (into a ring of k + 1 rows), then down the
     columns one pixel row at a time, each pixel row multiplied into the images as soon as it is complete; masks
-    scatter each crop's weights onto its members."""
+    gather each pixel's crop weights (`_gather_dot`)."""
     B, C, P = zu.shape
     N = pixels.shape[2]
     K = _n_crops(R, k, ptr)
@@ -408,7 +408,7 @@ def _masks_kept(zu, pixels, ptr, members, mult, tptr, tcrops, c, n_groups, first
     N = pixels.shape[2]
     K = len(ptr) - 1
     n_blocks = -(-N // LANES)
-    xb = np.empty((n_blocks, C, P, LANES), np.uint8)  # every block, loaded once (N·C·P bytes)
+    xb = np.empty((n_blocks, C, P, LANES), np.uint8)  # every block, loaded once per call (N·C·P bytes)
     for blk in range(n_blocks):
         _load(pixels, blk * LANES, min(LANES, N - blk * LANES), xb[blk])
     for task in range(first, last):
@@ -531,7 +531,8 @@ def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarr
         return out[0] / UNIT - crops.coverage.cpu().numpy()
     one = (np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), R, 1, ptr[:0], members[:0])
     _ready(_pass1, *one, 1.0, 1, 1, 0, 1, np.full((1, 1, P), BIG), np.zeros((1, 1, P)))
-    _ready(_pass2, *one, mult[:0], tptr[:0], tcrops[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 1, 0, 1, np.zeros((1, 1, C, P)))
+    _ready(_pass2, *one, mult[:0], tptr[:0], tcrops[:0], 1.0, np.zeros((1, P)), np.zeros((1, P)), 1, 1, 0, 1,
+           np.zeros((1, 1, C, P)))
     ref_t, s_t = np.full((n_ranges, B, K), BIG), np.zeros((n_ranges, B, K))
     _run_tasks(_pass1, n_tasks, zu, x, R, k, ptr, members, c, n_ranges, n_groups, (ref_t, s_t))
     ref = ref_t.min(0)  # every range holds images, so every ref is a distance
