@@ -3,8 +3,8 @@
 pca_locality: 5 latents (the 5 horse32 test probes plus noise) against CIFAR-10 N = 1000 at 32x32, no flips (the
 authors' reference setting), at the reference noise levels and over the 18-point EDM grid. Per level: the first
 call (the float64 mask and its plan are built, once per noise level) and later calls (median). The authors'
-figures are the ones stated for their code when this benchmark was set: 1.4 s per call for 5 latents (it builds the mask
-in every call) plus 3.6 s of SVD once, on the machine they were measured on. Their code is not among the
+figures are the ones stated for their code when this benchmark was set: 1.4 s per call for 5 latents (it builds
+the mask in every call) plus 3.6 s of SVD once, on the machine they were measured on. Their code is not among the
 project's baselines, so they are NOT re-timed here: on a faster machine the ratios are overstated.
 
 knn: k = 2048, n = 256 against the empirical denoiser on CIFAR-10 5k at 32x32 with x-flips (N = 10,000), the
