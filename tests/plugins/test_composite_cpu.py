@@ -152,16 +152,17 @@ def _mask_run(images, z, t, masks):
     return out / torch.where(covered, crops.coverage.view(R, R), 1.0), covered
 
 
-@pytest.mark.parametrize("t", [5.0, 0.3, 0.002])
-def test_masks_match_the_float64_oracle(t, mask_pass):
+@pytest.mark.parametrize("t, channels, R, n", [(5.0, 3, 8, 300), (0.3, 3, 8, 300), (0.002, 3, 8, 300),
+                                               (0.5, 1, 6, 700), (0.002, 2, 7, 1)])
+def test_masks_match_the_float64_oracle(t, channels, R, n, mask_pass):
     """PSPC-Flex's crops: merged duplicates count twice, uncovered pixels come back as 0 (the caller fills them).
-    N = 300: a full block and a partial one."""
-    images = _data(300, seed=8)
-    z = _latents(images, t)
-    masks = _masks(8, seed=9)
+    N = 300: a full block and a partial one; also one and two channels, odd sizes, one image."""
+    images = _data(n, channels=channels, R=R, seed=8)
+    z = _latents(images, t, n=min(3, n))
+    masks = _masks(R, seed=9)
     mine, covered = _mask_run(images, z, t, masks)
-    assert not covered[0, 0] and not covered[7, 7]
-    ref = pspc_direct(images, z, torch.full((3,), t, dtype=torch.float64), masks)
+    assert not covered[0, 0] and not covered[R - 1, R - 1]
+    ref = pspc_direct(images, z, torch.full((z.shape[0],), t, dtype=torch.float64), masks)
     assert (mine - ref)[..., covered].abs().max().item() <= 1e-12
     assert mine[..., ~covered].abs().max().item() == 0
 
