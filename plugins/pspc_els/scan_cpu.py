@@ -47,7 +47,7 @@ import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from pspc_core.runtime.compiling import first_call
@@ -92,6 +92,25 @@ def _from_bits(typingctx, bits):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return types.float64(types.int64), codegen
+
+
+def _float_op(name):
+    """An intrinsic calling llvm.`name`.f64 on two float64s: maxnum / minnum reductions over a loop vectorise, where
+    numba's max() and min() leave them scalar (and with them the whole loop): 1.9x for a 64-lane window."""
+
+    @intrinsic
+    def op(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            d = ir.DoubleType()
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d, d]), f"llvm.{name}.f64")
+            return builder.call(fn, args)
+
+        return types.float64(types.float64, types.float64), codegen
+
+    return op
+
+
+_fmax, _fmin = _float_op("maxnum"), _float_op("minnum")
 
 
 @numba.njit(fastmath=FLAGS)
@@ -251,7 +270,7 @@ def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv
         most = -BIG
         for lane in range(nl):
             lv[lane] = rs[lane] - xw[yc, xv, lane]
-            most = max(most, lv[lane])
+            most = _fmax(most, lv[lane])
         p = U(row * R + px)
         px = px + 1 if px < R - 1 else 0
         best, skip = _reference(top, acc, p, most)
@@ -414,7 +433,7 @@ def _ls_row(pixels, col, o, h, n0, w, c, d, ttop, tsum):
                 d[lane] -= sub[lane]
         near = BIG
         for lane in range(w):
-            near = min(near, d[lane])
+            near = _fmin(near, d[lane])
         p = o * R + j
         best, skip = _reference(ttop, tsum, p, -c * near)
         if skip:
