@@ -399,20 +399,17 @@ def _gather_dot(wts, scale, tptr, tcrops, xb, w, acc, out):
 
 
 @numba.njit(nogil=True, fastmath=FLAGS, cache=True)
-def _masks_kept(zu, pixels, ptr, members, mult, tptr, tcrops, c, n_groups, first, last, out):
-    """Masks, every image in one range: per task (a group of latents) and latent, pass 1 keeps each block's
-    weights u = exp(c·(ref_blk - d)) [blocks, K, LANES] and the reference ref_blk they were taken against, so
-    pass 2 only rescales them by exp(c·(ref - ref_blk)) / s per crop (ref ≤ ref_blk: no overflow) instead of
-    computing the distances and exponentials again. out [1, B, C, P] as `_pass2`."""
+def _masks_kept(zu, xb, N, ptr, members, mult, tptr, tcrops, c, n_groups, first, last, out):
+    """Masks, every image in one range (its N images in blocks xb [blocks, C, P, LANES], `_blocks`): per task (a
+    group of latents) and latent, pass 1 keeps each block's weights u = exp(c·(ref_blk - d)) [blocks, K, LANES]
+    and the reference ref_blk they were taken against, so pass 2 only rescales them by exp(c·(ref - ref_blk)) / s
+    per crop (ref ≤ ref_blk: no overflow) instead of computing the distances and exponentials again. out [1, B, C,
+    P] as `_pass2`."""
     B, C, P = zu.shape
-    N = pixels.shape[2]
     K = len(ptr) - 1
-    n_blocks = -(-N // LANES)
-    xb = np.empty((n_blocks, C, P, LANES), np.uint8)  # every block, loaded once per call (N·C·P bytes)
-    for blk in range(n_blocks):
-        _load(pixels, blk * LANES, min(LANES, N - blk * LANES), xb[blk])
+    n_blocks = xb.shape[0]
     for task in range(first, last):
-        lo, hi, b0, b1, r = _task_span(task, 1, n_groups, N, B)
+        _, _, b0, b1, r = _task_span(task, 1, n_groups, N, B)
         _, _, d, e, _ = _buffers(C, P, 1, 1, K, True)
         u, used = np.empty((n_blocks, K, LANES)), np.empty((n_blocks, K))
         ref, s, scale = np.empty(K), np.empty(K), np.empty(K)
@@ -503,6 +500,16 @@ def _members(crops):
     return ptr, members, crops.multiplicity.cpu().numpy(), tptr, owner[np.argsort(members, kind="stable")]
 
 
+def _blocks(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels [C, P, N] as blocks [ceil(N / LANES), C, P, LANES], the last one zero-padded (made once per
+    call, shared by every task)."""
+    C, P, N = pixels.shape
+    n_blocks = -(-N // LANES)
+    padded = np.zeros((C, P, n_blocks * LANES), np.uint8)
+    padded[:, :, :N] = pixels
+    return np.ascontiguousarray(padded.reshape(C, P, n_blocks, LANES).transpose(2, 0, 1, 3))
+
+
 def _uint8_units(z: torch.Tensor) -> np.ndarray:
     """z' = (z + 1)·127.5 [B, C, R²] float64 (numpy: no multi-threaded torch step around the kernels)."""
     B, C = z.shape[:2]
@@ -524,10 +531,10 @@ def two_pass(z: torch.Tensor, pixels: torch.Tensor, crops, c: float) -> np.ndarr
     n_tasks = n_ranges * n_groups
     K = ptr.shape[0] - 1 if len(ptr) else (R - k + 1) ** 2
     if len(ptr) and n_ranges == 1 and K * -(-N // LANES) * LANES <= KEPT_MAX:
-        _ready(_masks_kept, np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), ptr[:1], members[:0], mult[:0],
-               np.zeros(P + 1, np.int64), tcrops[:0], 1.0, 1, 0, 1, np.zeros((1, 1, C, P)))
+        _ready(_masks_kept, np.zeros((1, C, P)), np.zeros((1, C, P, LANES), np.uint8), 1, ptr[:1], members[:0],
+               mult[:0], np.zeros(P + 1, np.int64), tcrops[:0], 1.0, 1, 0, 1, np.zeros((1, 1, C, P)))
         out = np.zeros((1, B, C, P))
-        _run_tasks(_masks_kept, n_groups, zu, x, ptr, members, mult, tptr, tcrops, c, n_groups, (out,))
+        _run_tasks(_masks_kept, n_groups, zu, _blocks(x), N, ptr, members, mult, tptr, tcrops, c, n_groups, (out,))
         return out[0] / UNIT - crops.coverage.cpu().numpy()
     one = (np.zeros((1, C, P)), np.zeros((C, P, 1), np.uint8), R, 1, ptr[:0], members[:0])
     _ready(_pass1, *one, 1.0, 1, 1, 0, 1, np.full((1, 1, P), BIG), np.zeros((1, 1, P)))
