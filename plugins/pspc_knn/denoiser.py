@@ -31,8 +31,6 @@ from .estimator import draw, latent_seed, proposal_weights, weighted_means
 
 CHUNK = 4096  # training images per step of the neighbour search (bounds memory: B·(k + CHUNK) + CHUNK·D)
 ESTIMATE_ENTRIES = 1 << 22  # draws × pixels weighed at once (~16 bytes each)
-
-
 MAX_DRAWS = 2**31 - 1  # torch indexes the draws with int64; more than this could never fit in memory anyway
 
 
@@ -53,7 +51,8 @@ class KNNDenoiser(Denoiser):
             raise ParameterError(f"k = {k} must be below the number of training images N = {N} (the proposal's "
                                  f"uniform tail needs at least one image); use k ≤ {N - 1}")
         if not 1 <= n <= MAX_DRAWS:
-            raise ParameterError(f"n = {n} must be 1 to {MAX_DRAWS} (the draws per latent); use n ≥ 1")
+            raise ParameterError(f"n = {n} must be 1 to {MAX_DRAWS} (the draws per latent); use a value in that "
+                                 "range (the preset's is 256)")
         if not 0 <= seed <= MAX_SEED:
             raise ParameterError(f"seed = {seed} is outside 0..{MAX_SEED}, the seeds pspc takes (as --seed); use one "
                                  "of them")

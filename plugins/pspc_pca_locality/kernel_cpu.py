@@ -41,7 +41,8 @@ from numba.extending import intrinsic
 
 from pspc_core.runtime.compiling import first_call
 
-LANES = 32  # images per block: e and d are [D, LANES] float64, 1.6 MB at 32x32 (a core's L2 holds 2 MB)
+LANES = 32  # images per block: e and d are [D, LANES] float64, 1.6 MB at 32x32 (in L2 on a 2 MB-L2 core;
+# on a 1 MB-L2 Zen 5, 16 or 8 lanes time the same)
 UNROLL = 4  # independent vector accumulators per sum (hides the latency of the additions)
 RANGES = 8  # image ranges per latent, fixed by N alone (at most one per block)
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
