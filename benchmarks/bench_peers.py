@@ -1,16 +1,20 @@
-"""Peer denoisers: pca_locality against the authors' stated timings, knn against the empirical denoiser.
+"""Peer denoisers: pca_locality against the authors' own code (or their stated timings), knn against the
+empirical denoiser.
 
 pca_locality: 5 latents (the 5 horse32 test probes plus noise) against CIFAR-10 N = 1000 at 32x32, no flips (the
 authors' reference setting), at the reference noise levels and over the 18-point EDM grid. Per level: the first
-call (the float64 mask and its plan are built, once per noise level) and later calls (median). The authors'
-figures are the ones stated for their code when this benchmark was set: 1.4 s per call for 5 latents (it builds
-the mask in every call) plus 3.6 s of SVD once, on the machine they were measured on. Their code is not among the
-project's baselines, so they are NOT re-timed here: on a faster machine the ratios are overstated.
+call (the float64 mask and its plan are built, once per noise level) and later calls (median). Theirs: with
+--lukoianov (a checkout of ottogin/locality-in-diffusion-models; their code is not among the project's baselines)
+their own model is timed in this run, in its own process (lukoianov_baseline.py, glibc's allocator kept from
+returning memory, the same threads), and ours with their masks is checked against their outputs. Without it the
+figures stated for their code when this benchmark was set: 1.4 s per call for 5 latents (it builds the mask in
+every call) plus 3.6 s of SVD once, on the machine they were measured on (NOT re-timed).
 
 knn: k = 2048, n = 256 against the empirical denoiser on CIFAR-10 5k at 32x32 with x-flips (N = 10,000), the
 same latents, both timed in this run (median of repeats).
 
     flock /tmp/pspc-cpu.lock python benchmarks/bench_peers.py [--device cpu] [--skip-pca] [--skip-knn]
+        [--lukoianov CHECKOUT --lukoianov-python PYTHON_WITH_THEIR_IMPORTS]
 """
 
 from __future__ import annotations
@@ -32,35 +36,77 @@ from timing import timed  # noqa: E402
 
 from pspc_core import create_denoiser, edm_schedule, load_dataset  # noqa: E402
 
-THEIR_CALL_S, THEIR_SVD_S = 1.4, 3.6  # stated for their code (see above); not re-timed here
-REFERENCE_T = [0.0100013, 0.3014198, 2.0004822, 19.9605159]  # lukoianov_16.npz's noise levels
+THEIR_CALL_S, THEIR_SVD_S = 1.4, 3.6  # stated for their code (see above): used without --lukoianov
+REFERENCE_T = [0.0100013, 0.3014198, 2.0004822, 19.9605159]  # lukoianov_16.npz's noise levels: their DDPM
+REFERENCE_INDEX = [0, 88, 396, 768]  # timestep indices (linear β 1e-4 -> 0.02, 1000 steps), t = sqrt((1 - ᾱ) / ᾱ)
+STUBS = SHARED / "baselines" / "stubs"
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824",
+          "MALLOC_TOP_PAD_": "1073741824"}
 WARM_UP_T = 1.0  # not among the timed levels
 
 
-def bench_pca(device: torch.device, repeats: int) -> None:
+def theirs_pca(code: Path, python: str, images: torch.Tensor, z: np.ndarray, repeats: int):
+    """(their outputs [T, B, C, R, R], their masks [T, D, D] bool, training seconds, median seconds per call at each
+    REFERENCE_INDEX) from lukoianov_baseline.py in its own process, or the reason it could not run."""
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        np.save(work / "images.npy", images.numpy())
+        np.save(work / "z.npy", z)
+        (work / "cases.json").write_text(json.dumps({"indices": REFERENCE_INDEX, "repeats": repeats,
+                                                     "threads": torch.get_num_threads(), "batch": len(images)}))
+        env = {**os.environ, **MALLOC, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+        cmd = [python, str(ROOT / "benchmarks" / "lukoianov_baseline.py"), str(code), str(STUBS), str(work)]
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+        if run.returncode:
+            return (run.stderr.strip().splitlines() or ["no output"])[-1]
+        times = json.loads(run.stdout.strip().splitlines()[-1])
+        out = np.load(work / "out.npz")
+        D = images[0].numel()
+        masks = np.unpackbits(out["masks"], axis=1)[:, : D * D].reshape(-1, D, D).astype(bool)
+        return out["D"], masks, times["train"], [float(np.median(c)) for c in times["calls"]]
+
+
+def bench_pca(device: torch.device, repeats: int, code: Path | None, python: str) -> None:
     from pspc_gaussian.eigen import covariance_eigen
 
     ds = load_dataset(SHARED / "data" / "cifar10-train-1k-32.zip")
     x = torch.from_numpy(np.load(SHARED / "data" / "cifar10-test-probes.npz")["horse32"]).float() / 127.5 - 1
     eps = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    print(f"\npca_locality: 5 latents vs {len(ds)} images 3x32x32 (cifar10-train-1k-32, no flips), tau = 0.05, "
+          f"device {device}")
+    their = None
+    if code is not None:
+        z_ref = torch.stack([x + t * eps for t in REFERENCE_T]).numpy()
+        their = theirs_pca(code, python, ds.images, z_ref, repeats)
+        if isinstance(their, str):
+            print(f"their code ({code}) did not run: {their}; the stated figures are used")
+            their = None
+    if their is None:
+        call_s, svd_s, source = [THEIR_CALL_S] * len(REFERENCE_T), THEIR_SVD_S, "stated, not re-timed"
+    else:
+        ref_out, ref_masks, svd_s, call_s = their
+        source = f"{code.name} in its own process, one batch of {len(ds)} (the exact softmax), median of {repeats}"
+    grid_call_s = float(np.median(call_s))  # their call is dense: its cost does not depend on t
     start = time.perf_counter()
     covariance_eigen(ds, ddof=1)
     eigen_s = time.perf_counter() - start
     den = create_denoiser("pca_locality", dataset=ds, threshold=0.05).to(device)
-    print(f"\npca_locality: 5 latents vs {len(ds)} images 3x32x32 (cifar10-train-1k-32, no flips), tau = 0.05, "
-          f"device {device}")
-    print(f"once per dataset: float64 eigendecomposition (Gram matrix) {eigen_s:.2f} s; theirs (stated, float32 SVD) "
-          f"{THEIR_SVD_S:.1f} s")
+    print(f"theirs: {source}")
+    print(f"once per dataset: float64 eigendecomposition (Gram matrix) {eigen_s:.2f} s; theirs (float32 covariance "
+          f"and SVD) {svd_s:.1f} s")
     start = time.perf_counter()  # a noise level of its own: the kernel's compilation stays out of the first calls
     den((x + WARM_UP_T * eps).to(device), WARM_UP_T)
     print(f"warm-up call at t = {WARM_UP_T} (a machine's first use compiles the CPU kernel; numba caches it): "
           f"{time.perf_counter() - start:.2f} s")
     print(f"{'t':>9} {'members':>8} {'sums':>6} {'first s':>8} {'later s':>8} {'cpu s':>6} {'theirs s':>9} "
           f"{'x first':>8} {'x later':>8}")
-    rows = []
     for label, levels in (("reference", REFERENCE_T), ("EDM grid", edm_schedule(18).tolist())):
-        firsts, laters = [], []
-        for t in levels:
+        firsts, laters, theirs_s = [], [], []
+        for i, t in enumerate(levels):
             z = (x + t * eps).to(device)
             start = time.perf_counter()
             den(z, t)
@@ -71,16 +117,38 @@ def bench_pca(device: torch.device, repeats: int) -> None:
             plan = den._plan(t)
             members = int(den.mask(t).sum()) / den.dim
             sums = plan.additions / den.dim if hasattr(plan, "additions") else float("nan")
+            ref_s = call_s[i] if label == "reference" else grid_call_s
             firsts.append(first)
             laters.append(later)
+            theirs_s.append(ref_s)
             print(f"{t:>9.4g} {members:>8.0f} {sums:>6.0f} {first:>8.3f} {later:>8.3f} {cpu:>6.2f} "
-                  f"{THEIR_CALL_S:>9.1f} {THEIR_CALL_S / first:>7.1f}x {THEIR_CALL_S / later:>7.1f}x")
-        rows.append((label, np.mean(firsts), np.mean(laters)))
-        print(f"{'mean, ' + label:>26}: first {np.mean(firsts):.3f} s, later {np.mean(laters):.3f} s -> "
-              f"{THEIR_CALL_S / np.mean(firsts):.1f}x / {THEIR_CALL_S / np.mean(laters):.1f}x the stated 1.4 s")
+                  f"{ref_s:>9.2f} {ref_s / first:>7.1f}x {ref_s / later:>7.1f}x")
+        mean_s = np.mean(theirs_s)
+        print(f"{'mean, ' + label:>26}: first {np.mean(firsts):.3f} s, later {np.mean(laters):.3f} s, theirs "
+              f"{mean_s:.2f} s -> {mean_s / np.mean(firsts):.1f}x / {mean_s / np.mean(laters):.1f}x")
     print("(members: mask entries per output; sums: additions per output after differencing neighbouring columns;\n"
           " first: the call that builds the noise level's mask and plan; later: median of the next calls; cpu: CPU\n"
-          " seconds of a later call over all threads, ~2x wall on an idle 2-core machine)")
+          " seconds of a later call over all threads, ~2x wall on an idle 2-core machine; theirs: their call builds\n"
+          " its mask every time, and on the EDM grid it is their reference levels' median: a dense product per\n"
+          " call, whatever t)")
+    if their is not None:
+        exactness_pca(ds, x, eps, ref_out, ref_masks)
+
+
+def exactness_pca(ds, x: torch.Tensor, eps: torch.Tensor, ref_out: np.ndarray, ref_masks: np.ndarray) -> None:
+    """Ours with their masks against their outputs, and how many mask entries ours (float64) sets otherwise."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "masks.npz"
+        np.savez(path, t=np.asarray(REFERENCE_T), masks=ref_masks)
+        with_theirs = create_denoiser("pca_locality", dataset=ds, masks=str(path))
+        ours = create_denoiser("pca_locality", dataset=ds)
+        print(f"{'t':>9} {'max|ours - theirs| (their masks)':>34} {'mask entries set otherwise':>27}")
+        for i, t in enumerate(REFERENCE_T):
+            diff = np.abs(with_theirs(x + t * eps, t).numpy() - ref_out[i]).max()
+            flips = int((ours.mask(t).numpy() != ref_masks[i]).sum())
+            print(f"{t:>9.4g} {diff:>34.1e} {flips:>27d}")
 
 
 def bench_knn(device: torch.device, repeats: int, batch: int) -> None:
@@ -108,12 +176,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="latents per knn/empirical call")
     ap.add_argument("--skip-pca", action="store_true")
     ap.add_argument("--skip-knn", action="store_true")
+    ap.add_argument("--lukoianov", type=Path, help="a checkout of ottogin/locality-in-diffusion-models: time their "
+                    "pca_locality in this run instead of quoting their stated figures")
+    ap.add_argument("--lukoianov-python", default=sys.executable,
+                    help="a Python with their imports (torch, diffusers, omegaconf, faiss-cpu, tqdm)")
     args = ap.parse_args()
     device = torch.device(args.device)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average at start {os.getloadavg()[0]:.1f}")
     if not args.skip_pca:
-        bench_pca(device, args.repeats)
+        bench_pca(device, args.repeats, args.lukoianov, args.lukoianov_python)
     if not args.skip_knn:
         bench_knn(device, args.repeats, args.batch)
     print(f"load average at end {os.getloadavg()[0]:.1f}")

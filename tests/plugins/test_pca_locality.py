@@ -149,6 +149,44 @@ def test_our_masks_match_a_direct_float64_solve(peers200, t):
     assert torch.equal(den.mask(t), wiener_mask_direct(peers200.images, t, 0.05))
 
 
+@pytest.mark.parametrize("slack", [None, 1e6, 0.0])
+def test_the_float32_screen_decides_every_entry_as_the_float64_ratios_do(monkeypatch, slack):
+    """The CPU's masks come from a float32 Wiener matrix and its error bound, with float64 dot products where the
+    bound cannot decide; the float64 ratios (`wiener_ratio`) give the same masks at every t and τ, τ = 1 (the
+    diagonal only) and constant pixels included. A bound made huge (every entry recomputed) gives them too, and
+    one made 0 (float32 decides alone) does not: the recomputed entries are what keeps the screen exact."""
+    import pspc_pca_locality.mask_screen as screen
+    from pspc_gaussian.eigen import covariance_eigen
+    from pspc_pca_locality.masks import locality_mask, wiener_ratio
+
+    g = torch.Generator().manual_seed(11)
+    images = small_set(11, n=300, resolution=8).images.clone()
+    images[:, 0, 3, 3] = 17  # a constant pixel: an empty row
+    images[: 150, 2] = (images[: 150, 2].int() // 4 + torch.randint(0, 3, (150, 8, 8), generator=g)).to(torch.uint8)
+    _, evals, vecs = covariance_eigen(Dataset(images), ddof=1)
+    if slack is not None:
+        monkeypatch.setattr(screen, "SLACK", slack)
+    differs = 0
+    for t in (0.002, 0.05, 0.5, 3.0, 80.0):
+        ratio = wiener_ratio(evals, vecs, t).abs_()
+        for tau in (0.002, 0.05, 0.3, 1.0):
+            differs += int((locality_mask(evals, vecs, t, tau) != (ratio >= tau * ratio.max())).sum())
+    assert (differs > 0) if slack == 0.0 else (differs == 0), differs
+
+
+def test_the_masks_do_not_take_the_float32_screen_under_reduced_matmul_precision(monkeypatch):
+    """bfloat16 or TF32 products would break the screen's error bound: then the ratios are float64 throughout."""
+    import pspc_pca_locality.mask_screen as screen
+    from pspc_gaussian.eigen import covariance_eigen
+    from pspc_pca_locality.masks import locality_mask
+
+    _, evals, vecs = covariance_eigen(small_set(12), ddof=1)
+    before = locality_mask(evals, vecs, 1.0, 0.05)
+    monkeypatch.setattr(screen, "screened_mask", lambda *args: pytest.fail("the screen ran"))
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "medium")
+    assert torch.equal(locality_mask(evals, vecs, 1.0, 0.05), before)
+
+
 @pytest.mark.parametrize("t", [0.002, 0.01, 0.3, 2.0, 20.0])
 def test_matches_the_float64_oracle_with_our_masks(ref, peers200, t):
     den = create_denoiser("pca_locality", dataset=peers200)
