@@ -50,7 +50,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from pspc_core.runtime.compiling import first_call
+from pspc_core.runtime.compiling import first_call, match_torch_threads
 
 from .plan import AxisPlan
 
@@ -483,7 +483,7 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
     B, C, R, _ = z.shape
     N = pixels.shape[-1]
     c = 1.0 / (2.0 * float(t) ** 2 * UNIT**2)  # logit = -c · d, d in uint8 units²
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    match_torch_threads()
     if plan.position_locked:
         return _merge(*_run_ls(z, pixels, plan.k, c), B, C, R)
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)

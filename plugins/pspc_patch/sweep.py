@@ -194,11 +194,9 @@ def _kernels():
 def _call(kernel, *args):
     """kernel(*args) with numba's thread count set from torch's; the first use on a machine compiles (~30 s; numba
     caches the result), said on stderr and interruptible (`first_call`)."""
-    import numba
+    from pspc_core.runtime.compiling import first_call, match_torch_threads
 
-    from pspc_core.runtime.compiling import first_call
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    match_torch_threads()
     return first_call(kernel, args, "the PSPC sweep kernels", _COMPILED)
 
 

@@ -39,7 +39,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from pspc_core.runtime.compiling import first_call
+from pspc_core.runtime.compiling import first_call, match_torch_threads
 
 LANES = 32  # images per block: e and d are [D, LANES] float64, 1.6 MB at 32x32 (in L2 on a 2 MB-L2 core;
 # on a 1 MB-L2 Zen 5, 16 or 8 lanes time the same)
@@ -209,7 +209,7 @@ class MaskPlan:
         x = pixels.numpy()
         cu = c / (UNIT * UNIT)
         n_ranges = max(1, min(RANGES, -(-x.shape[1] // LANES)))
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        match_torch_threads()
         _ready(zu.shape[1])
         ref, s, acc = _softmax_sums(zu, x, self.order, self.parent, self.add_ptr, self.add_idx, self.sub_ptr,
                                     self.sub_idx, cu, n_ranges)

@@ -22,6 +22,8 @@ import numba
 import numpy as np
 import torch
 
+from pspc_core.runtime.compiling import first_call, match_torch_threads
+
 U32 = 2.0**-24  # float32's unit roundoff
 SLACK = 2.0  # over the first-order bound (r + 2)·u: second-order terms and the float64 divisions
 
@@ -29,14 +31,23 @@ SLACK = 2.0  # over the first-order bound (r + 2)·u: second-order terms and the
 def screened_mask(a: torch.Tensor, w32: torch.Tensor, diag: torch.Tensor, live: torch.Tensor,
                   threshold: float) -> torch.Tensor:
     """M [D, D] bool from A [D, r] float64, W32 ≈ A Aᵀ [D, D] float32 (any IEEE float32 product), the exact
-    diagonal W[n, n] [D] float64 and which rows are live (not constant pixels: their rows are empty)."""
-    a_np, diag_np = a.contiguous().numpy(), diag.contiguous().numpy()
+    diagonal W[n, n] [D] float64 and which rows are live (not constant pixels: their rows are empty). The first
+    use on a machine compiles (a few seconds; numba caches it), said on stderr and interruptible."""
+    diag_np = diag.contiguous().numpy()
     scale = np.sqrt(SLACK * (a.shape[1] + 3) * U32 * diag_np)  # the bound on ratio n, m: scale[n]·scale[m] / W[n, n]
-    live_np = live.contiguous().numpy()
-    w = w32.contiguous().numpy()
-    low, high = _row_bounds(w, diag_np, scale, live_np)
-    top = _exact_max(a_np, w, diag_np, scale, live_np, max(1.0, float(low.max(initial=0.0))), high)
-    return torch.from_numpy(_decide(a_np, w, diag_np, scale, live_np, threshold * top))
+    args = (a.contiguous().numpy(), w32.contiguous().numpy(), diag_np, scale, live.contiguous().numpy(), threshold)
+    match_torch_threads()
+    return torch.from_numpy(first_call(_screen, args, "the PCA-locality mask screen", _READY))
+
+
+_READY: set = set()
+
+
+def _screen(a, w, diag, scale, live, threshold):
+    """The mask: the largest ratio exactly (bounded rows first), then every entry against τ times it."""
+    low, high = _row_bounds(w, diag, scale, live)
+    top = _exact_max(a, w, diag, scale, live, max(1.0, float(low.max(initial=0.0))), high)
+    return _decide(a, w, diag, scale, live, threshold * top)
 
 
 @numba.njit(inline="always", fastmath={"nnan", "nsz", "reassoc", "contract"})

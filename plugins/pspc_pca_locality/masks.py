@@ -7,8 +7,9 @@ W_t = V diag(λ / (λ + t²)) Vᵀ, and
 
 (row n normalised by its own diagonal, one threshold for the whole matrix; column m serves output m).
 
-Everything is float64, from the eigendecomposition the Gaussian denoiser shares (through the N x N Gram matrix
-when N < D). The authors binarise a float32 SVD instead; near the threshold the two disagree, and at small t
+Every decision is float64's, from the eigendecomposition the Gaussian denoiser shares (through the N x N Gram
+matrix when N < D); on the CPU W is multiplied in float32 and only the entries its error bound cannot decide are
+recomputed in float64 (`mask_screen.py`). The authors binarise a float32 SVD instead; near the threshold the two disagree, and at small t
 their float32 null-space eigenvalues (~1e-6 instead of 0, next to t² = 1e-4) move the ratios by up to ~0.1,
 so their masks are machine-dependent there. A pixel n with W[n, n] = 0 (constant over the training set) has an
 empty row: its term would be the same for every training image.
