@@ -174,6 +174,33 @@ def test_the_float32_screen_decides_every_entry_as_the_float64_ratios_do(monkeyp
     assert (differs > 0) if slack == 0.0 else (differs == 0), differs
 
 
+@pytest.mark.parametrize("channels, resolution", [(3, 5), (1, 9), (2, 8)])
+def test_the_cpu_plan_lists_each_columns_differences_from_its_parent(channels, resolution):
+    """The compiled kernel's plan (from the mask's bits): every column in order, the members it adds to and
+    removes from its parent's (ascending), the parent an earlier column or none; D = 75, 81, 128 bits (word
+    boundaries inside and at the end), empty and full columns included."""
+    from pspc_pca_locality.kernel_cpu import MaskPlan
+
+    D = channels * resolution**2
+    g = torch.Generator().manual_seed(D)
+    mask = torch.rand(D, D, generator=g) < torch.rand(1, D, generator=g)  # column densities 0 .. 1
+    mask[:, 0], mask[:, -1] = False, True
+    plan = MaskPlan(mask, channels, resolution)
+    cols = mask.T.numpy()
+    seen = set()
+    for j, m in enumerate(plan.order):
+        p = plan.parent[m]
+        assert p == -1 or p in seen
+        above = cols[p] if p >= 0 else np.zeros(D, bool)
+        added = plan.add_idx[plan.add_ptr[j] : plan.add_ptr[j + 1]]
+        removed = plan.sub_idx[plan.sub_ptr[j] : plan.sub_ptr[j + 1]]
+        assert np.array_equal(added, np.flatnonzero(cols[m] & ~above))
+        assert np.array_equal(removed, np.flatnonzero(above & ~cols[m]))
+        assert len(added) + len(removed) <= cols[m].sum()
+        seen.add(m)
+    assert sorted(seen) == list(range(D)) and plan.members == int(mask.sum())
+
+
 def test_the_masks_do_not_take_the_float32_screen_under_reduced_matmul_precision(monkeypatch):
     """bfloat16 or TF32 products would break the screen's error bound: then the ratios are float64 throughout."""
     import pspc_pca_locality.mask_screen as screen
