@@ -23,7 +23,7 @@ from pspc_core.denoiser import Denoiser, split_by_t
 from pspc_core.errors import ParameterError
 from pspc_core.schedule import GridSchedule
 
-from .masks import MaskFile, locality_mask
+from .masks import MaskFile, locality_masks
 
 CACHED_LEVELS = 20  # noise levels whose plans are kept (an 18-step run visits 18; ~10 MB each at 32x32)
 DENSE_ENTRIES = {"cpu": 1 << 22, "cuda": 1 << 25}  # latent×image×pixel entries per step of the dense path (×24 bytes)
@@ -60,12 +60,14 @@ class PCALocality(Denoiser):
         self.images = dataset.images.reshape(len(dataset), -1)  # uint8 [N, D]
         self.temperature = float(temperature)
         self._plans: OrderedDict = OrderedDict()
+        self._sweep = None  # (noise level and thresholds, their plans) of the latest scale_sweep
         self._pixels = None
 
     def to(self, device) -> "PCALocality":
         super().to(device)
         self.images = self.dataset.images.reshape(len(self.dataset), -1).to(self.device)
         self._plans.clear()
+        self._sweep = None
         self._pixels = None
         return self
 
@@ -73,18 +75,36 @@ class PCALocality(Denoiser):
         """M_t [D, D] bool [input n, output m] (from the masks file if one was given)."""
         if self.mask_file is not None:
             return self.mask_file.mask(t)[1]
+        return self._masks(t, [self.schedule.value(t)])[0]
+
+    def _masks(self, t: float, thresholds) -> list[torch.Tensor]:
         from pspc_gaussian.eigen import covariance_eigen
 
         _, evals, vecs = covariance_eigen(self.dataset, ddof=1)
-        return locality_mask(evals, vecs, t, self.schedule.value(t))
+        return locality_masks(evals, vecs, t, thresholds)
 
     def denoise(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return split_by_t(z, t, self._denoise_level)
+        return split_by_t(z, t, lambda zt, level: self._apply(self._plan(level), zt, level))
 
-    def _denoise_level(self, z: torch.Tensor, t: float) -> torch.Tensor:
+    def scale_sweep(self, z: torch.Tensor, t: float, values) -> torch.Tensor:
+        """[V, B, C, R, R]: D(z, t) for each threshold τ in `values`, as this denoiser with threshold=τ gives (a
+        masks file serves every τ alike). The Wiener matrix and its largest ratio are computed once per noise level
+        for all of them (`pspc calibrate`), and the latest level's plans are kept for its next batch of latents."""
+        t = float(torch.tensor(float(t), dtype=torch.float32))  # the level a call sees (t [B] is float32)
+        if self.mask_file is not None:
+            plans = [self._plan(t)] * len(values)
+        else:
+            key = (t, tuple(float(v) for v in values))
+            if self._sweep is None or self._sweep[0] != key:
+                self._sweep = None  # the previous level's plans go before the next are built
+                self._sweep = (key, [self._plan_of(m) for m in self._masks(t, key[1])])
+            plans = self._sweep[1]
+        return torch.stack([self._apply(plan, z, t) for plan in plans])
+
+    def _apply(self, plan, z: torch.Tensor, t: float) -> torch.Tensor:
+        """D(z, t) for latents z at one noise level, the mask given by `plan` (`_plan_of`)."""
         c = 1.0 / (2.0 * t * t * self.temperature)
         zf = z.reshape(z.shape[0], -1).double()
-        plan = self._plan(t)
         if isinstance(plan, torch.Tensor):
             from .softmax_dense import masked_softmax_dense
 
@@ -97,17 +117,19 @@ class PCALocality(Denoiser):
         return out.to(torch.float32).view_as(z)
 
     def _plan(self, t: float):
-        """What the sums need at this noise level, built once: the compiled CPU kernel's plan where numba
-        runs, else the mask itself."""
+        """The plan of this noise level's mask (`_plan_of`), built once."""
         key = self.mask_file.mask(t)[0] if self.mask_file is not None else float(t)
         if key not in self._plans:
-            mask = self.mask(t)
-            plan = _compiled_plan(mask, self.channels, self.resolution) if self.device.type == "cpu" else None
-            self._plans[key] = plan if plan is not None else mask.to(self.device)
+            self._plans[key] = self._plan_of(self.mask(t))
             if len(self._plans) > CACHED_LEVELS:
                 self._plans.popitem(last=False)
         self._plans.move_to_end(key)
         return self._plans[key]
+
+    def _plan_of(self, mask: torch.Tensor):
+        """What the sums need for this mask: the compiled CPU kernel's plan where numba runs, else the mask."""
+        plan = _compiled_plan(mask, self.channels, self.resolution) if self.device.type == "cpu" else None
+        return plan if plan is not None else mask.to(self.device)
 
 
 def _compiled_plan(mask: torch.Tensor, channels: int, resolution: int):

@@ -7,7 +7,8 @@ Bound: rounding A to float32 and any float32 summation order of r products err b
 (r + 2)·u·Σ_k |a_nk a_mk| (u = 2^-24, to first order), and Σ_k |a_nk a_mk| ≤ ‖a_n‖·‖a_m‖ (Cauchy-Schwarz), so
 |W32 - W| ≤ e_nm = SLACK·(r + 3)·u·‖a_n‖·‖a_m‖ with SLACK = 2 for the second-order terms and the float64 divisions.
 It holds for float32 matrix products as IEEE single precision computes them: `locality_mask` uses this screen
-only while torch's float32 matmul precision is "highest" (no bfloat16 or TF32 shortcuts).
+only while torch's float32 matmul precision is "highest" (no bfloat16 or TF32 shortcuts). One product and one
+maximum serve every τ of a calibration sweep.
 
 On CIFAR-10 (N = 1000, 32x32, τ = 0.05) 700-16,000 of the 9.4 M entries are recomputed, and the maximum (1 on
 the diagonal, up to ~1.04 elsewhere) from a handful of rows.
@@ -28,26 +29,28 @@ U32 = 2.0**-24  # float32's unit roundoff
 SLACK = 2.0  # over the first-order bound (r + 2)·u: second-order terms and the float64 divisions
 
 
-def screened_mask(a: torch.Tensor, w32: torch.Tensor, diag: torch.Tensor, live: torch.Tensor,
-                  threshold: float) -> torch.Tensor:
-    """M [D, D] bool from A [D, r] float64, W32 ≈ A Aᵀ [D, D] float32 (any IEEE float32 product), the exact
-    diagonal W[n, n] [D] float64 and which rows are live (not constant pixels: their rows are empty). The first
-    use on a machine compiles (a few seconds; numba caches it), said on stderr and interruptible."""
+def screened_masks(a: torch.Tensor, w32: torch.Tensor, diag: torch.Tensor, live: torch.Tensor,
+                   thresholds) -> list[torch.Tensor]:
+    """M [D, D] bool for each τ in `thresholds`, from A [D, r] float64, W32 ≈ A Aᵀ [D, D] float32 (any IEEE
+    float32 product), the exact diagonal W[n, n] [D] float64 and which rows are live (not constant pixels: their
+    rows are empty). The first use on a machine compiles (a few seconds; numba caches it), said on stderr and
+    interruptible."""
     diag_np = diag.contiguous().numpy()
     scale = np.sqrt(SLACK * (a.shape[1] + 3) * U32 * diag_np)  # the bound on ratio n, m: scale[n]·scale[m] / W[n, n]
-    args = (a.contiguous().numpy(), w32.contiguous().numpy(), diag_np, scale, live.contiguous().numpy(), threshold)
+    args = (a.contiguous().numpy(), w32.contiguous().numpy(), diag_np, scale, live.contiguous().numpy(),
+            tuple(float(v) for v in thresholds))
     match_torch_threads()
-    return torch.from_numpy(first_call(_screen, args, "the PCA-locality mask screen", _READY))
+    return [torch.from_numpy(m) for m in first_call(_screen, args, "the PCA-locality mask screen", _READY)]
 
 
 _READY: set = set()
 
 
-def _screen(a, w, diag, scale, live, threshold):
-    """The mask: the largest ratio exactly (bounded rows first), then every entry against τ times it."""
+def _screen(a, w, diag, scale, live, thresholds):
+    """The masks: the largest ratio exactly (bounded rows first), then every entry against τ times it."""
     low, high = _row_bounds(w, diag, scale, live)
     top = _exact_max(a, w, diag, scale, live, max(1.0, float(low.max(initial=0.0))), high)
-    return _decide(a, w, diag, scale, live, threshold * top)
+    return [_decide(a, w, diag, scale, live, tau * top) for tau in thresholds]
 
 
 @numba.njit(inline="always", fastmath={"nnan", "nsz", "reassoc", "contract"})

@@ -65,19 +65,26 @@ def _live(diag: torch.Tensor) -> torch.Tensor:
 
 
 def locality_mask(evals: torch.Tensor, vecs: torch.Tensor, t: float, threshold: float) -> torch.Tensor:
-    """M_t [D, D] bool, indexed [input n, output m]. On the CPU from a float32 product of the Wiener matrix with
-    every decision exact in float64 (`mask_screen.py`: 1.4x at 32x32); else the ratios themselves in float64."""
+    """M_t [D, D] bool, indexed [input n, output m]."""
+    return locality_masks(evals, vecs, t, [threshold])[0]
+
+
+def locality_masks(evals: torch.Tensor, vecs: torch.Tensor, t: float, thresholds) -> list[torch.Tensor]:
+    """M_t for each τ in `thresholds`, the Wiener matrix and its largest ratio computed once for all. On the CPU
+    from a float32 product with every decision exact in float64 (`mask_screen.py`: 1.4x at 32x32); else the ratios
+    themselves in float64."""
     a = _wiener_factor(evals, vecs, t)
     if a.device.type == "cpu" and torch.get_float32_matmul_precision() == "highest":
         try:
-            from .mask_screen import screened_mask
+            from .mask_screen import screened_masks
         except ImportError:  # no numba here
             pass
         else:
             diag = (a * a).sum(1)
-            return screened_mask(a, _symmetric_product(a.float()), diag, _live(diag), threshold)
+            return screened_masks(a, _symmetric_product(a.float()), diag, _live(diag), thresholds)
     ratio = wiener_ratio(evals, vecs, t).abs_()
-    return ratio >= threshold * ratio.max()
+    top = ratio.max()
+    return [ratio >= tau * top for tau in thresholds]
 
 
 class MaskFile:

@@ -209,7 +209,7 @@ def test_the_masks_do_not_take_the_float32_screen_under_reduced_matmul_precision
 
     _, evals, vecs = covariance_eigen(small_set(12), ddof=1)
     before = locality_mask(evals, vecs, 1.0, 0.05)
-    monkeypatch.setattr(screen, "screened_mask", lambda *args: pytest.fail("the screen ran"))
+    monkeypatch.setattr(screen, "screened_masks", lambda *args: pytest.fail("the screen ran"))
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "medium")
     assert torch.equal(locality_mask(evals, vecs, 1.0, 0.05), before)
 
@@ -267,6 +267,25 @@ def test_the_torch_path_cuda_takes_gives_the_compiled_paths_output(monkeypatch):
     dense = create_denoiser("pca_locality", dataset=data)
     assert isinstance(dense._plan(3.0), torch.Tensor)
     assert (dense(z, t) - compiled).abs().max().item() <= 1e-6
+
+
+def test_a_threshold_sweep_gives_each_thresholds_own_denoiser(tmp_path):
+    """`scale_sweep` (what `pspc calibrate` calls) shares the Wiener matrix across the τ tried: each output is
+    the denoiser built with that τ alone, bit for bit, at any temperature, on consecutive batches at one level;
+    with a masks file every τ gives the file's mask."""
+    data = small_set(13)
+    z = torch.randn(6, 3, 6, 6, generator=torch.Generator().manual_seed(14))
+    taus = [0.01, 0.05, 0.3, 1.0]
+    sweeper = create_denoiser("pca_locality", dataset=data, threshold=taus, temperature=0.7)
+    for t in (0.05, 2.0, 2.0, 40.0):
+        out = sweeper.scale_sweep(z[:3] if t == 2.0 else z, t, taus)
+        for tau, got in zip(taus, out):
+            alone = create_denoiser("pca_locality", dataset=data, threshold=tau, temperature=0.7)
+            assert torch.equal(got, alone(z[:3] if t == 2.0 else z, t)), (t, tau)
+    den = create_denoiser("pca_locality", dataset=data)
+    path = _masks_file(tmp_path, t=np.array([1.0]), masks=den.mask(1.0).numpy()[None])
+    fixed = create_denoiser("pca_locality", dataset=data, masks=path)
+    assert all(torch.equal(o, fixed(z, 3.0)) for o in fixed.scale_sweep(z, 3.0, [0.02, 0.5]))
 
 
 def test_each_latent_uses_its_own_t_and_the_batch_does_not_matter():
