@@ -38,6 +38,13 @@ FAIR_ENV = {  # glibc keeps freed memory instead of returning and re-faulting it
 }
 
 
+def child_env(threads: int) -> dict:
+    """The environment of a baseline's process: ours without PYTHON* settings and our allocator's, plus FAIR_ENV
+    and `threads` for OpenMP and MKL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MALLOC_"))}
+    return {**env, **FAIR_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def available(name: str = "pspc-paper") -> bool:
     """Whether the baseline's folder is beside this checkout (it is absent on a user's machine)."""
     return (BASELINES / name).is_dir()
@@ -65,12 +72,11 @@ class Baseline:
         folder = BASELINES / name
         if not folder.is_dir():
             raise BaselineError(f"baseline {name} is not at {folder}")
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MALLOC_"))}
-        child_env.update(FAIR_ENV, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **(env or {}))
         self.name = name
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-u", __file__, "--child", str(folder), str(BASELINES / "stubs"), str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env, cwd=str(folder))
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**child_env(threads), **(env or {})},
+            cwd=str(folder))
         self.run(setup)
 
     def run(self, statements: str) -> Result:

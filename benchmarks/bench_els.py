@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,11 @@ STUBS = SHARED / "baselines" / "stubs"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from pspc_core import create_denoiser, load_dataset  # noqa: E402
+from baseline import child_env  # noqa: E402
 from timing import timed  # noqa: E402
 
 # (label, our denoiser and parameters, their module)
 MODELS = [("ELS", "els", {"boundary": "circular"}), ("bbELS", "els", {"boundary": "zeros"}), ("LS", "ls", {})]
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824",
-          "MALLOC_TOP_PAD_": "1073741824"}
 
 
 def inputs(n_latents: int):
@@ -61,9 +59,8 @@ def theirs(images: torch.Tensor, z: np.ndarray, ts, cases, repeats: int, threads
         np.save(work / "z.npy", z)
         np.save(work / "t.npy", np.asarray(ts, dtype=np.float64))
         (work / "cases.json").write_text(json.dumps({"cases": cases, "repeats": repeats, "threads": threads}))
-        env = {**os.environ, **MALLOC, "OMP_NUM_THREADS": str(threads)}
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "kamb_baseline.py"), str(AUTHORS), str(STUBS), str(work)]
-        run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+        cmd = [sys.executable, "-I", str(ROOT / "benchmarks" / "kamb_baseline.py"), str(AUTHORS), str(STUBS), str(work)]
+        run = subprocess.run(cmd, capture_output=True, text=True, env=child_env(threads), cwd=work)
         if run.returncode:
             raise RuntimeError(f"the authors' code failed:\n{run.stderr}")
         seconds = json.loads(run.stdout.strip().splitlines()[-1])

@@ -3,10 +3,11 @@ empirical denoiser.
 
 pca_locality: 5 latents (the 5 horse32 test probes plus noise) against CIFAR-10 N = 1000 at 32x32, no flips (the
 authors' reference setting), at the reference noise levels and over the 18-point EDM grid. Per level: the first
-call (the float64 mask and its plan are built, once per noise level) and later calls (median). Theirs: with
+call (the noise level's mask and its plan are built, once per level) and later calls (median). Theirs: with
 --lukoianov (a checkout of ottogin/locality-in-diffusion-models; their code is not among the project's baselines)
 their own model is timed in this run, in its own process (lukoianov_baseline.py, glibc's allocator kept from
-returning memory, the same threads), and ours with their masks is checked against their outputs. Without it the
+returning memory, the same threads, one batch of all N: their exact softmax; an untimed call first, as ours), and
+ours with their masks is checked against their outputs. Without it the
 figures stated for their code when this benchmark was set: 1.4 s per call for 5 latents (it builds the mask in
 every call) plus 3.6 s of SVD once, on the machine they were measured on (NOT re-timed).
 
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from baseline import child_env  # noqa: E402
 from timing import timed  # noqa: E402
 
 from pspc_core import create_denoiser, edm_schedule, load_dataset  # noqa: E402
@@ -40,14 +42,12 @@ THEIR_CALL_S, THEIR_SVD_S = 1.4, 3.6  # stated for their code (see above): used 
 REFERENCE_T = [0.0100013, 0.3014198, 2.0004822, 19.9605159]  # lukoianov_16.npz's noise levels: their DDPM
 REFERENCE_INDEX = [0, 88, 396, 768]  # timestep indices (linear β 1e-4 -> 0.02, 1000 steps), t = sqrt((1 - ᾱ) / ᾱ)
 STUBS = SHARED / "baselines" / "stubs"
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824",
-          "MALLOC_TOP_PAD_": "1073741824"}
 WARM_UP_T = 1.0  # not among the timed levels
 
 
 def theirs_pca(code: Path, python: str, images: torch.Tensor, z: np.ndarray, repeats: int):
     """(their outputs [T, B, C, R, R], their masks [T, D, D] bool, training seconds, median seconds per call at each
-    REFERENCE_INDEX) from lukoianov_baseline.py in its own process, or the reason it could not run."""
+    REFERENCE_INDEX) from lukoianov_baseline.py in its own process; exits with one line where it cannot run."""
     import json
     import subprocess
     import tempfile
@@ -58,12 +58,18 @@ def theirs_pca(code: Path, python: str, images: torch.Tensor, z: np.ndarray, rep
         np.save(work / "z.npy", z)
         (work / "cases.json").write_text(json.dumps({"indices": REFERENCE_INDEX, "repeats": repeats,
                                                      "threads": torch.get_num_threads(), "batch": len(images)}))
-        env = {**os.environ, **MALLOC, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-        cmd = [python, str(ROOT / "benchmarks" / "lukoianov_baseline.py"), str(code), str(STUBS), str(work)]
-        run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
-        if run.returncode:
-            return (run.stderr.strip().splitlines() or ["no output"])[-1]
-        times = json.loads(run.stdout.strip().splitlines()[-1])
+        cmd = [python, "-I", str(ROOT / "benchmarks" / "lukoianov_baseline.py"), str(code), str(STUBS), str(work)]
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, env=child_env(torch.get_num_threads()),
+                                 cwd=work)
+            times = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else None
+        except (OSError, IndexError, ValueError) as exc:
+            raise SystemExit(f"error: their code could not be run with {python} ({exc}); give --lukoianov-python a "
+                             "Python that has diffusers, omegaconf, faiss-cpu and tqdm") from None
+        if times is None:
+            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"error: their code ({code}) failed: {last}; check --lukoianov (a checkout of "
+                             "ottogin/locality-in-diffusion-models) and that --lukoianov-python has its imports")
         out = np.load(work / "out.npz")
         D = images[0].numel()
         masks = np.unpackbits(out["masks"], axis=1)[:, : D * D].reshape(-1, D, D).astype(bool)
@@ -82,9 +88,6 @@ def bench_pca(device: torch.device, repeats: int, code: Path | None, python: str
     if code is not None:
         z_ref = torch.stack([x + t * eps for t in REFERENCE_T]).numpy()
         their = theirs_pca(code, python, ds.images, z_ref, repeats)
-        if isinstance(their, str):
-            print(f"their code ({code}) did not run: {their}; the stated figures are used")
-            their = None
     if their is None:
         call_s, svd_s, source = [THEIR_CALL_S] * len(REFERENCE_T), THEIR_SVD_S, "stated, not re-timed"
     else:

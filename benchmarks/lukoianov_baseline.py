@@ -12,8 +12,9 @@ dataset modules import it; the timed path never calls it), while their Python's 
 needs, comes first. WORK_DIR holds images.npy (uint8 [N, C, R, R]), z.npy
 ([T, B, C, R, R], our convention z = x + t·ε at their noise levels) and cases.json (their DDPM timestep index per
 level, repeats, threads, batch: images per step of their streaming softmax). Their model is trained on the images
-(their float32 covariance and SVD, timed) and called with sqrt(ᾱ)·z at each index, as their sampler calls it: the
-mask is built inside every call. Writes out.npz (their D [T, B, C, R, R] and the masks their calls used,
+(their float32 covariance and SVD, timed), called once untimed (the first call of a process pays one-time costs;
+ours gets a warm-up call too), then with sqrt(ᾱ)·z at each index, as their sampler calls it: the mask is built
+inside every call. Writes out.npz (their D [T, B, C, R, R] and the masks their calls used,
 np.packbits of [T, D, D]) and prints one JSON line: the training seconds and, per level, the seconds of each call.
 """
 
@@ -51,6 +52,7 @@ def main() -> None:
     model.train(Bundle)
     train_s = time.perf_counter() - start
     outputs, masks, seconds = [], [], []
+    model.denoise(torch.zeros_like(torch.from_numpy(z_all[0])), cases["indices"][-1])  # untimed, as ours warms up
     for i, index in enumerate(cases["indices"]):
         latents = torch.sqrt(model.scheduler.alphas_cumprod[index]) * torch.from_numpy(z_all[i])
         seconds.append([])

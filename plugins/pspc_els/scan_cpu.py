@@ -50,7 +50,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from pspc_core.runtime.compiling import first_call, match_torch_threads
+from pspc_core.runtime.compiling import first_call
+from pspc_core.runtime.threads import match_torch_threads
 
 from .plan import AxisPlan
 

@@ -194,7 +194,8 @@ def _kernels():
 def _call(kernel, *args):
     """kernel(*args) with numba's thread count set from torch's; the first use on a machine compiles (~30 s; numba
     caches the result), said on stderr and interruptible (`first_call`)."""
-    from pspc_core.runtime.compiling import first_call, match_torch_threads
+    from pspc_core.runtime.compiling import first_call
+    from pspc_core.runtime.threads import match_torch_threads
 
     match_torch_threads()
     return first_call(kernel, args, "the PSPC sweep kernels", _COMPILED)

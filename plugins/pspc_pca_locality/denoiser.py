@@ -44,10 +44,7 @@ class PCALocality(Denoiser):
 
     def __init__(self, dataset: Dataset, threshold=0.05, temperature: float = 1.0, masks: str | None = None,
                  t_grid=None, t_min: float = 0.002, t_max: float = 80.0, rho: float = 7.0):
-        taus = [float(v) for v in threshold] if isinstance(threshold, (list, tuple)) else [float(threshold)]
-        bad = [v for v in taus if not 0 < v <= 1]
-        if bad:
-            raise ParameterError(f"threshold τ = {bad[0]} is outside (0, 1]; use a fraction such as 0.05")
+        taus = _thresholds(threshold if isinstance(threshold, (list, tuple)) else [threshold])
         self.schedule = GridSchedule(taus, t_grid, t_min, t_max, rho, name="threshold")
         if not temperature > 0 or temperature == float("inf"):
             raise ParameterError(f"temperature = {temperature} must be positive and finite; use 1 for the posterior")
@@ -91,15 +88,14 @@ class PCALocality(Denoiser):
         masks file serves every τ alike). The Wiener matrix and its largest ratio are computed once per noise level
         for all of them (`pspc calibrate`), and the latest level's plans are kept for its next batch of latents."""
         t = float(torch.tensor(float(t), dtype=torch.float32))  # the level a call sees (t [B] is float32)
+        taus = _thresholds(values)
         if self.mask_file is not None:
-            plans = [self._plan(t)] * len(values)
-        else:
-            key = (t, tuple(float(v) for v in values))
-            if self._sweep is None or self._sweep[0] != key:
-                self._sweep = None  # the previous level's plans go before the next are built
-                self._sweep = (key, [self._plan_of(m) for m in self._masks(t, key[1])])
-            plans = self._sweep[1]
-        return torch.stack([self._apply(plan, z, t) for plan in plans])
+            return self._apply(self._plan(t), z, t).expand(len(taus), *z.shape).clone()
+        key = (t, tuple(taus))
+        if self._sweep is None or self._sweep[0] != key:
+            self._sweep = None  # the previous level's plans go before the next are built
+            self._sweep = (key, [self._plan_of(m) for m in self._masks(t, taus)])
+        return torch.stack([self._apply(plan, z, t) for plan in self._sweep[1]])
 
     def _apply(self, plan, z: torch.Tensor, t: float) -> torch.Tensor:
         """D(z, t) for latents z at one noise level, the mask given by `plan` (`_plan_of`)."""
@@ -130,6 +126,15 @@ class PCALocality(Denoiser):
         """What the sums need for this mask: the compiled CPU kernel's plan where numba runs, else the mask."""
         plan = _compiled_plan(mask, self.channels, self.resolution) if self.device.type == "cpu" else None
         return plan if plan is not None else mask.to(self.device)
+
+
+def _thresholds(values) -> list[float]:
+    """The thresholds τ as floats, each in (0, 1] (else a one-line error)."""
+    taus = [float(v) for v in values]
+    bad = [v for v in taus if not 0 < v <= 1]
+    if bad:
+        raise ParameterError(f"threshold τ = {bad[0]} is outside (0, 1]; use a fraction such as 0.05")
+    return taus
 
 
 def _compiled_plan(mask: torch.Tensor, channels: int, resolution: int):

@@ -39,7 +39,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from pspc_core.runtime.compiling import first_call, match_torch_threads
+from pspc_core.runtime.compiling import first_call
+from pspc_core.runtime.threads import match_torch_threads
 
 LANES = 32  # images per block: e and d are [D, LANES] float64, 1.6 MB at 32x32 (in L2 on a 2 MB-L2 core;
 # on a 1 MB-L2 Zen 5, 16 or 8 lanes time the same)
@@ -193,11 +194,12 @@ class MaskPlan:
 
     def __init__(self, mask: torch.Tensor, channels: int, resolution: int):
         words = _packed_columns(mask)
+        match_torch_threads()
         _ready_plan()
-        self.order, self.parent = _raster_tree(words, channels, resolution)
-        self.add_ptr, self.add_idx, self.sub_ptr, self.sub_idx = _differences(words, self.order, self.parent,
-                                                                              mask.shape[0])
-        self.members = int(_members(words).sum())
+        members = _members(words)
+        self.order, self.parent = _raster_tree(words, members, channels, resolution)
+        self.add_ptr, self.add_idx, self.sub_ptr, self.sub_idx = _differences(words, self.order, self.parent)
+        self.members = int(members.sum())
 
     @property
     def additions(self) -> int:
@@ -250,11 +252,13 @@ def _lowest_bit(typingctx, x):
     return types.int64(types.uint64), codegen
 
 
-def _raster_tree(words: np.ndarray, channels: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """(order, parent): outputs in raster order (row, column, channel) and for each the earlier output whose set
-    differs least from its own (-1: the empty set, when that is cheaper). Candidates: the same pixel's earlier
-    channels, and every channel of the pixels left, up-left, up and up-right. On CIFAR-10 this is within 6% of a
-    minimum spanning tree over all columns, and its order keeps the rows a block reads close together."""
+def _raster_tree(words: np.ndarray, members: np.ndarray, channels: int,
+                 resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, parent) for the columns' bits and their member counts: outputs in raster order (row, column, channel)
+    and for each the earlier output whose set differs least from its own (-1: the empty set, when that is cheaper).
+    Candidates: the same pixel's earlier channels, and every channel of the pixels left, up-left, up and up-right.
+    On CIFAR-10 this is within 6% of a minimum spanning tree over all columns, and its order keeps the rows a block
+    reads close together."""
     C, R = channels, resolution
     D = words.shape[0]
     y, x = np.divmod(np.arange(R * R), R)
@@ -271,7 +275,7 @@ def _raster_tree(words: np.ndarray, channels: int, resolution: int) -> tuple[np.
     valid = np.stack([a.reshape(D) for a in valid], 1)
     cost = np.where(valid, _set_differences(words, np.where(valid, cand, 0)), np.iinfo(np.int64).max)
     best = cost.argmin(1)
-    cheaper = cost[np.arange(D), best] < _members(words)
+    cheaper = cost[np.arange(D), best] < members
     parent = np.where(cheaper, cand[np.arange(D), best], -1).astype(np.int64)
     order = (np.arange(C)[None, :] * R * R + np.arange(R * R)[:, None]).reshape(D).astype(np.int64)
     return order, parent
@@ -301,9 +305,10 @@ def _members(words):
 
 
 @numba.njit(parallel=True, cache=True)
-def _differences(words, order, parent, D):
+def _differences(words, order, parent):
     """For each column in `order`: the members it has and its parent lacks (added) and the reverse (subtracted),
     as CSR lists (ptr [D + 1], indices ascending), from the columns' bits."""
+    D = len(order)
     n_add, n_sub = np.zeros(D + 1, np.int64), np.zeros(D + 1, np.int64)
     for j in numba.prange(D):
         m, p = order[j], parent[order[j]]
@@ -342,7 +347,7 @@ def _ready_plan() -> None:
 
 def _plan_kernels(words):
     one = np.zeros(words.shape[0], np.int64)
-    return _set_differences(words, one[:, None]), _members(words), _differences(words, one, one - 1, len(one))
+    return _set_differences(words, one[:, None]), _members(words), _differences(words, one, one - 1)
 
 
 def _ready(D: int) -> None:

@@ -1,17 +1,16 @@
 """PCA-locality masks from a float32 Wiener matrix, every decision exact in float64 (numba).
 
-The mask compares each ratio |W[n, m]| / W[n, n] with τ·max, W = A Aᵀ, A = V √(λ/(λ+t²)) [D, r]. Most ratios lie
-far from the threshold, so W is multiplied in float32 (1.9x faster than float64 at D = 3072, r = 999) with a
-rigorous bound on its error, and only the entries the bound cannot decide are recomputed as float64 dot products.
-Bound: rounding A to float32 and any float32 summation order of r products err by at most
-(r + 2)·u·Σ_k |a_nk a_mk| (u = 2^-24, to first order), and Σ_k |a_nk a_mk| ≤ ‖a_n‖·‖a_m‖ (Cauchy-Schwarz), so
-|W32 - W| ≤ e_nm = SLACK·(r + 3)·u·‖a_n‖·‖a_m‖ with SLACK = 2 for the second-order terms and the float64 divisions.
-It holds for float32 matrix products as IEEE single precision computes them: `locality_mask` uses this screen
-only while torch's float32 matmul precision is "highest" (no bfloat16 or TF32 shortcuts). One product and one
-maximum serve every τ of a calibration sweep.
+The mask compares each ratio |W[n, m]| / W[n, n] with τ·max, W = A Aᵀ, A = V √(λ/(λ+t²)) [D, r]. Most ratios lie far
+from the threshold, so W is multiplied in float32 with a rigorous bound on its error, and only the entries the bound
+cannot decide are recomputed as float64 dot products. Bound: rounding A to float32 and any float32 summation order
+of r products err by at most (r + 2)·u·Σ_k |a_nk a_mk| (u = 2^-24, to first order), and Σ_k |a_nk a_mk| ≤
+‖a_n‖·‖a_m‖ (Cauchy-Schwarz), so |W32 - W| ≤ e_nm = SLACK·(r + 3)·u·‖a_n‖·‖a_m‖ with SLACK = 2 for the second-order
+terms and the float64 divisions. It holds for float32 matrix products as IEEE single precision computes them:
+`locality_masks` uses this screen only while torch's CPU float32 matrix products are IEEE ones (no bfloat16 or TF32
+shortcuts). One product and one maximum serve every τ of a calibration sweep.
 
-On CIFAR-10 (N = 1000, 32x32, τ = 0.05) 700-16,000 of the 9.4 M entries are recomputed, and the maximum (1 on
-the diagonal, up to ~1.04 elsewhere) from a handful of rows.
+The decisions are those of the float64 ratios |a_n·a_m| / W[n, n] (a dot product for each entry the bound leaves
+open); `wiener_ratio`'s blocked float64 product can differ from them only within a few ulps of τ·max.
 
 One file on purpose: numba's on-disk cache is invalidated only by changes to the file that defines a cached
 function.
@@ -23,7 +22,8 @@ import numba
 import numpy as np
 import torch
 
-from pspc_core.runtime.compiling import first_call, match_torch_threads
+from pspc_core.runtime.compiling import first_call
+from pspc_core.runtime.threads import match_torch_threads
 
 U32 = 2.0**-24  # float32's unit roundoff
 SLACK = 2.0  # over the first-order bound (r + 2)·u: second-order terms and the float64 divisions
@@ -33,24 +33,31 @@ def screened_masks(a: torch.Tensor, w32: torch.Tensor, diag: torch.Tensor, live:
                    thresholds) -> list[torch.Tensor]:
     """M [D, D] bool for each τ in `thresholds`, from A [D, r] float64, W32 ≈ A Aᵀ [D, D] float32 (any IEEE
     float32 product), the exact diagonal W[n, n] [D] float64 and which rows are live (not constant pixels: their
-    rows are empty). The first use on a machine compiles (a few seconds; numba caches it), said on stderr and
-    interruptible."""
+    rows are empty)."""
     diag_np = diag.contiguous().numpy()
     scale = np.sqrt(SLACK * (a.shape[1] + 3) * U32 * diag_np)  # the bound on ratio n, m: scale[n]·scale[m] / W[n, n]
-    args = (a.contiguous().numpy(), w32.contiguous().numpy(), diag_np, scale, live.contiguous().numpy(),
-            tuple(float(v) for v in thresholds))
+    a_np, w, live_np = a.contiguous().numpy(), w32.contiguous().numpy(), live.contiguous().numpy()
     match_torch_threads()
-    return [torch.from_numpy(m) for m in first_call(_screen, args, "the PCA-locality mask screen", _READY)]
+    _ready()
+    low, high = _row_bounds(w, diag_np, scale, live_np)
+    top = _exact_max(a_np, w, diag_np, scale, live_np, max(1.0, float(low.max(initial=0.0))), high)
+    return [torch.from_numpy(_decide(a_np, w, diag_np, scale, live_np, float(tau) * top)) for tau in thresholds]
 
 
 _READY: set = set()
 
 
-def _screen(a, w, diag, scale, live, thresholds):
-    """The masks: the largest ratio exactly (bounded rows first), then every entry against τ times it."""
+def _ready() -> None:
+    """Compile the kernels (or load them from numba's cache) on a 1 x 1 input first: the first use on a machine
+    compiles for a few seconds, said on stderr and interruptible (`first_call`)."""
+    one, yes = np.ones(1), np.ones(1, np.bool_)
+    first_call(_all_kernels, (np.ones((1, 1)), np.ones((1, 1), np.float32), one, one, yes), "the PCA-locality mask "
+               "screen", _READY)
+
+
+def _all_kernels(a, w, diag, scale, live):
     low, high = _row_bounds(w, diag, scale, live)
-    top = _exact_max(a, w, diag, scale, live, max(1.0, float(low.max(initial=0.0))), high)
-    return [_decide(a, w, diag, scale, live, tau * top) for tau in thresholds]
+    return _exact_max(a, w, diag, scale, live, 1.0, high), _decide(a, w, diag, scale, live, 0.5)
 
 
 @numba.njit(inline="always", fastmath={"nnan", "nsz", "reassoc", "contract"})

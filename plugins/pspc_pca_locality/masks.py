@@ -7,12 +7,12 @@ W_t = V diag(λ / (λ + t²)) Vᵀ, and
 
 (row n normalised by its own diagonal, one threshold for the whole matrix; column m serves output m).
 
-Every decision is float64's, from the eigendecomposition the Gaussian denoiser shares (through the N x N Gram
-matrix when N < D); on the CPU W is multiplied in float32 and only the entries its error bound cannot decide are
-recomputed in float64 (`mask_screen.py`). The authors binarise a float32 SVD instead; near the threshold the two disagree, and at small t
-their float32 null-space eigenvalues (~1e-6 instead of 0, next to t² = 1e-4) move the ratios by up to ~0.1,
-so their masks are machine-dependent there. A pixel n with W[n, n] = 0 (constant over the training set) has an
-empty row: its term would be the same for every training image.
+Every decision is float64's, from the eigendecomposition the Gaussian denoiser shares (through the N x N Gram matrix
+when N < D); W itself is multiplied in float32 and only the entries its error bound cannot decide are recomputed in
+float64 (`mask_screen.py`). The authors binarise a float32 SVD instead; near the threshold the two disagree, and at
+small t their float32 null-space eigenvalues (~1e-6 instead of 0, next to t² = 1e-4) move the ratios by up to ~0.1,
+so their masks are machine-dependent there. A pixel n with W[n, n] = 0 (constant over the training set) has an empty
+row: its term would be the same for every training image.
 """
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ def locality_mask(evals: torch.Tensor, vecs: torch.Tensor, t: float, threshold: 
 
 
 def locality_masks(evals: torch.Tensor, vecs: torch.Tensor, t: float, thresholds) -> list[torch.Tensor]:
-    """M_t for each τ in `thresholds`, the Wiener matrix and its largest ratio computed once for all. On the CPU
-    from a float32 product with every decision exact in float64 (`mask_screen.py`: 1.4x at 32x32); else the ratios
-    themselves in float64."""
-    a = _wiener_factor(evals, vecs, t)
-    if a.device.type == "cpu" and torch.get_float32_matmul_precision() == "highest":
+    """M_t for each τ in `thresholds`, the Wiener matrix and its largest ratio computed once for all: from a float32
+    product with every decision exact in float64 (`mask_screen.py`) where numba runs and float32 products are IEEE
+    ones; else from the ratios themselves in float64."""
+    a = _wiener_factor(evals, vecs, t).cpu()
+    if _ieee_float32_products():
         try:
             from .mask_screen import screened_masks
         except ImportError:  # no numba here
@@ -85,6 +85,16 @@ def locality_masks(evals: torch.Tensor, vecs: torch.Tensor, t: float, thresholds
     ratio = wiener_ratio(evals, vecs, t).abs_()
     top = ratio.max()
     return [ratio >= tau * top for tau in thresholds]
+
+
+def _ieee_float32_products() -> bool:
+    """Whether the CPU's float32 matrix products are IEEE single precision, as the screen's bound needs: not under
+    torch.set_float32_matmul_precision("medium"/"high") or an fp32_precision of "bf16"/"tf32" (both reach oneDNN's
+    matmul setting)."""
+    matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    if matmul is not None and hasattr(matmul, "fp32_precision"):
+        return matmul.fp32_precision in ("none", "ieee")
+    return torch.get_float32_matmul_precision() == "highest"
 
 
 class MaskFile:

@@ -152,8 +152,8 @@ def test_our_masks_match_a_direct_float64_solve(peers200, t):
 @pytest.mark.parametrize("slack", [None, 1e6, 0.0])
 def test_the_float32_screen_decides_every_entry_as_the_float64_ratios_do(monkeypatch, slack):
     """The CPU's masks come from a float32 Wiener matrix and its error bound, with float64 dot products where the
-    bound cannot decide; the float64 ratios (`wiener_ratio`) give the same masks at every t and τ, τ = 1 (the
-    diagonal only) and constant pixels included. A bound made huge (every entry recomputed) gives them too, and
+    bound cannot decide; the float64 ratios (`wiener_ratio`) give the same masks at five t and four τ, τ = 1 (the
+    largest ratios only) and constant pixels included. A bound made huge (every entry recomputed) gives them too, and
     one made 0 (float32 decides alone) does not: the recomputed entries are what keeps the screen exact."""
     import pspc_pca_locality.mask_screen as screen
     from pspc_gaussian.eigen import covariance_eigen
@@ -210,8 +210,11 @@ def test_the_masks_do_not_take_the_float32_screen_under_reduced_matmul_precision
     _, evals, vecs = covariance_eigen(small_set(12), ddof=1)
     before = locality_mask(evals, vecs, 1.0, 0.05)
     monkeypatch.setattr(screen, "screened_masks", lambda *args: pytest.fail("the screen ran"))
-    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "medium")
-    assert torch.equal(locality_mask(evals, vecs, 1.0, 0.05), before)
+    torch.set_float32_matmul_precision("medium")
+    try:
+        assert torch.equal(locality_mask(evals, vecs, 1.0, 0.05), before)
+    finally:
+        torch.set_float32_matmul_precision("highest")
 
 
 @pytest.mark.parametrize("t", [0.002, 0.01, 0.3, 2.0, 20.0])
@@ -271,17 +274,19 @@ def test_the_torch_path_cuda_takes_gives_the_compiled_paths_output(monkeypatch):
 
 def test_a_threshold_sweep_gives_each_thresholds_own_denoiser(tmp_path):
     """`scale_sweep` (what `pspc calibrate` calls) shares the Wiener matrix across the τ tried: each output is
-    the denoiser built with that τ alone, bit for bit, at any temperature, on consecutive batches at one level;
-    with a masks file every τ gives the file's mask."""
+    the denoiser built with that τ alone, bit for bit, at any temperature, on two batches in turn at one level;
+    with a masks file every τ gives the file's mask; a τ outside (0, 1] is a one-line error."""
     data = small_set(13)
     z = torch.randn(6, 3, 6, 6, generator=torch.Generator().manual_seed(14))
     taus = [0.01, 0.05, 0.3, 1.0]
     sweeper = create_denoiser("pca_locality", dataset=data, threshold=taus, temperature=0.7)
-    for t in (0.05, 2.0, 2.0, 40.0):
-        out = sweeper.scale_sweep(z[:3] if t == 2.0 else z, t, taus)
+    for t, batch in ((0.05, z), (2.0, z[:3]), (2.0, z[3:]), (40.0, z)):
+        out = sweeper.scale_sweep(batch, t, taus)
         for tau, got in zip(taus, out):
             alone = create_denoiser("pca_locality", dataset=data, threshold=tau, temperature=0.7)
-            assert torch.equal(got, alone(z[:3] if t == 2.0 else z, t)), (t, tau)
+            assert torch.equal(got, alone(batch, t)), (t, tau)
+    with pytest.raises(ParameterError, match="outside"):
+        sweeper.scale_sweep(z, 1.0, [0.05, 0.0])
     den = create_denoiser("pca_locality", dataset=data)
     path = _masks_file(tmp_path, t=np.array([1.0]), masks=den.mask(1.0).numpy()[None])
     fixed = create_denoiser("pca_locality", dataset=data, masks=path)
