@@ -151,8 +151,8 @@ def _compare_samples(ref, dens, data, shape, opts: RunOptions, solver: str, devi
                f"{solver}, {opts.n_steps} steps, data {opts.data_source()}):")
     typer.echo(f"{'denoiser':>{w}} {'mean MSE':>10} {'median r2':>9} {'nearest med':>12} {'copies':>7}")
     typer.echo("\n".join(table))
-    typer.echo(f"wrote {opts.outdir / 'samples.csv'}, {opts.outdir / 'samples.png'} and LABEL_samples.npy "
-               "(the reference's: reference_samples.npy)")
+    files = ", ".join(["reference_samples.npy", *(f"{b.label}_samples.npy" for b in dens)])
+    typer.echo(f"wrote {opts.outdir / 'samples.csv'}, {opts.outdir / 'samples.png'} and the samples: {files}")
     ours = {"reference_samples.npy", *(f"{b.label}_samples.npy" for b in dens)}
     others = sorted(p.name for p in opts.outdir.glob("*_samples.npy") if p.name not in ours)
     if others:

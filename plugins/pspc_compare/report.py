@@ -10,14 +10,15 @@ import torch
 
 
 def format_table(t_grid: torch.Tensor, results: dict[str, np.ndarray]) -> str:
-    """The MSE table: one row per grid point, one column per denoiser, the smallest MSE of a row marked *."""
+    """The MSE table: one row per grid point, one column per denoiser, the smallest MSE of a row marked * (every
+    column that ties for it)."""
     names = list(results)
     width = max(11, *(len(n) + 2 for n in names))
     lines = [f"{'t_idx':>5} {'t':>9} " + "".join(f"{n:>{width}}" for n in names)]
     for k, t in enumerate(t_grid.tolist()):
         values = [results[n][k] for n in names]
-        best = int(np.argmin(values))
-        cells = "".join(f"{v:>{width - 1}.3e}{'*' if i == best else ' '}" for i, v in enumerate(values))
+        best = min(values)
+        cells = "".join(f"{v:>{width - 1}.3e}{'*' if v == best else ' '}" for v in values)
         lines.append(f"{k:>5} {t:>9.4g} {cells}")
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pspc_core.errors import ParameterError, ShapeError
+from pspc_core.runtime.numpy_files import read_npy, read_npz
 
 HEATMAP_KEY = "heatmaps"
 
@@ -92,20 +93,17 @@ def load_heatmaps(source, resolution: int | None = None) -> tuple[torch.Tensor, 
 
 
 def _read_npy(path: Path):
-    try:
-        return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32, copy=False)), {}
-    except (ValueError, OSError, EOFError) as exc:
-        raise ParameterError(f"heatmaps file {path} is not a readable .npy array ({exc}); re-save it with numpy") from None
+    return torch.from_numpy(read_npy(path, "heatmaps").astype(np.float32, copy=False)), {}
 
 
 def _read_npz(path: Path):
+    f = read_npz(path, ("meta", "t", "codes", "scale", "floor"), "heatmaps")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            if "t" in f.files:
-                meta["t"] = [float(v) for v in np.asarray(f["t"], np.float64).ravel()]
-            return decode_log8(f["codes"], f["scale"], float(f["floor"])), meta
-    except (ValueError, OSError, EOFError, KeyError):
+        meta = json.loads(str(f["meta"]))
+        if "t" in f:
+            meta["t"] = [float(v) for v in np.asarray(f["t"], np.float64).ravel()]
+        return decode_log8(f["codes"], f["scale"], float(f["floor"])), meta
+    except (ValueError, KeyError):
         raise ParameterError(f"heatmaps file {path} is not a heatmap .npz written by `pspc heatmaps`") from None
 
 

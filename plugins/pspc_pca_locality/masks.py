@@ -24,6 +24,7 @@ import torch
 
 from pspc_core.dataset import Dataset
 from pspc_core.errors import ParameterError, ShapeError
+from pspc_core.runtime.numpy_files import read_npz
 from pspc_core.schedule import nearest_index
 
 # W[n, n] below this fraction of the largest diagonal is a constant pixel (float64 leaves ~1e-17 there)
@@ -105,11 +106,7 @@ class MaskFile:
         if not path.is_file():
             raise ParameterError(f"masks file {path} does not exist; pass an .npz with t [L] and masks [L, D, D] "
                                  "bool, or omit masks to compute them")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in ("t", "masks") if k in f.files}
-        except (ValueError, OSError) as exc:
-            raise ParameterError(f"masks file {path} is not a readable .npz ({exc}); re-save it with numpy.savez")
+        arrays = read_npz(path, ("t", "masks"), "masks")
         missing = [k for k in ("t", "masks") if k not in arrays]
         if missing:
             raise ParameterError(f"masks file {path} lacks {', '.join(missing)}; store t [L] and masks [L, D, D]")

@@ -76,6 +76,11 @@ CASES = [
     (["sample", "-d", "knn", "-p", "k=5", "-p", "n=0"], "n = 0"),
     (["sample", "-d", "pca_locality", "-p", "threshold=1.5"], "outside (0, 1]"),
     (["sample", "-d", "pca_locality", "-p", "masks={tmp}/masks.npz"], "use masks made for this resolution"),
+    (["sample", "-d", "pca_locality", "-p", "masks={tmp}/array_named.npz"], "is not an .npz archive"),
+    (["sample", "-d", "pca_locality", "-p", "masks={tmp}/notes.txt"], "is not an .npz archive"),
+    (["sample", "-d", "pspc_flex", "-p", "heatmaps={tmp}/array_named.npz"], "is not an .npz archive"),
+    (["sample", "-d", "pspc_flex", "-p", "heatmaps={tmp}/archive_named.npy"], "is an .npz archive, not an .npy"),
+    (["sample", "-d", "pspc_flex", "-p", "heatmaps={tmp}/text_named.npy"], "is not a readable .npy array"),
     # data
     (["sample", "--data", "/no/such.zip"], "does not exist"),
     (["sample", "--data", "builtin:nothing"], "unknown built-in dataset"),
@@ -126,6 +131,11 @@ def files(tmp_path_factory):
     (tmp_path / "bad.toml").write_text("[defaults\n")
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 4), np.uint8))
     np.savez(tmp_path / "masks.npz", t=np.array([1.0]), masks=np.zeros((1, 5, 5), bool))
+    with open(tmp_path / "array_named.npz", "wb") as f:  # an .npy's bytes under an .npz name
+        np.save(f, np.zeros((1, 5, 5), bool))
+    with open(tmp_path / "archive_named.npy", "wb") as f:  # and the reverse
+        np.savez(f, t=np.zeros(1))
+    (tmp_path / "text_named.npy").write_text("0 1 2")
     z = np.zeros((2, 1, 3, 32, 32), np.float32)
     z[1, 0, 0, 0, 0] = np.nan
     np.save(tmp_path / "nan_z.npy", z)

@@ -78,6 +78,29 @@ def test_bad_masks_files_are_one_line_errors(tmp_path, arrays, error, words):
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("content,words", [
+    ("npy", "not an .npz archive"),  # np.load would hand back the array itself
+    ("text", "not an .npz archive"),  # np.load would take it for a pickle
+    ("garbled", "unreadable array"),
+])
+def test_masks_files_that_are_not_npz_archives_are_one_line_errors(tmp_path, content, words):
+    import zipfile
+
+    path = tmp_path / "m.npz"
+    if content == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.ones((1, 108, 108), bool))
+    elif content == "text":
+        path.write_text("t,masks\n")
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("t.npy", b"\x93NUMPY garbage")
+            z.writestr("masks.npy", b"\x93NUMPY garbage")
+    with pytest.raises(ParameterError) as info:
+        create_denoiser("pca_locality", dataset=small_set(), masks=path)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the authors' outputs, with their masks
 

@@ -89,10 +89,11 @@ def test_interrupted_compare_resumes_and_a_new_denoiser_reuses_the_reference(gau
 
 def test_table_csv_and_plot(tmp_path):
     grid = edm_schedule(4)
-    results = {"a": np.array([1e-1, 1e-2, 1e-3, 0.0]), "b": np.array([2e-1, 5e-3, 2e-3, 1e-6])}
+    results = {"a": np.array([1e-1, 1e-2, 1e-3, 0.0]), "b": np.array([2e-1, 5e-3, 2e-3, 0.0])}
     table = format_table(grid, results).splitlines()
     assert table[0].split() == ["t_idx", "t", "a", "b"] and len(table) == 5
-    assert table[2].rstrip().endswith("5.000e-03*")  # smallest of its row is marked
+    assert table[2].rstrip().endswith("5.000e-03*") and table[2].count("*") == 1  # smallest of its row is marked
+    assert table[4].count("*") == 2  # and every column that ties for it
     write_csv(tmp_path / "c.csv", grid, results)
     rows = (tmp_path / "c.csv").read_text().splitlines()
     assert rows[0] == "t_idx,t,a,b" and rows[2].startswith("1,") and len(rows) == 5
