@@ -74,13 +74,13 @@ def locality_masks(evals: torch.Tensor, vecs: torch.Tensor, t: float, thresholds
     """M_t for each τ in `thresholds`, the Wiener matrix and its largest ratio computed once for all: from a float32
     product with every decision exact in float64 (`mask_screen.py`) where numba runs and float32 products are IEEE
     ones; else from the ratios themselves in float64."""
-    a = _wiener_factor(evals, vecs, t).cpu()
     if _ieee_float32_products():
         try:
             from .mask_screen import screened_masks
         except ImportError:  # no numba here
             pass
         else:
+            a = _wiener_factor(evals, vecs, t).cpu()
             diag = (a * a).sum(1)
             return screened_masks(a, _symmetric_product(a.float()), diag, _live(diag), thresholds)
     ratio = wiener_ratio(evals, vecs, t).abs_()
