@@ -7,7 +7,7 @@ with M_t the thresholded, row-normalised Wiener filter of `masks.py`. The softma
 once (the authors' streaming version averages per-batch means, which is exact only for a single batch).
 
 Precision: masks in float64 (computed once per noise level and cached); distances and softmax in float64, so
-outputs are ~1e-13 from a float64 evaluation of the formula at every t, 0.002 included. On the CPU the sums run
+outputs are ~1e-12 from a float64 evaluation of the formula at every t, 0.002 included. On the CPU the sums run
 in a compiled kernel that exploits how alike the masks of neighbouring pixels are (`kernel_cpu.py`); elsewhere
 one float64 matrix product per chunk of images (`softmax_dense.py`).
 """
