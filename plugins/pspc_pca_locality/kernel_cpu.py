@@ -46,8 +46,8 @@ from pspc_core.runtime.compiling import first_call
 from pspc_core.runtime.threads import match_torch_threads
 
 LANES = 32  # images per block (16 times the same at 5 latents, 0.8-0.9x at 1)
-GROUP = 6  # latents per task sharing each member's load and conversion (one accumulator each: 6·LANES/8 of 32
-# AVX-512 registers; per latent 1.5x over 2-4)
+GROUP = 6  # latents per task sharing each member's load and conversion (one accumulator each: 6·LANES/8 of the
+# 32 AVX-512 registers; 5 latents as one group: 1.4x over groups of 2 and 3)
 RANGES = 8  # image ranges per latent, fixed by N alone (at most one per block)
 FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
 BIG = 1e300  # "no reference yet"
