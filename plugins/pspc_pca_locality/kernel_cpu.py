@@ -21,7 +21,7 @@ Precision: e in float64 in uint8 units (z' = (z + 1)·127.5 against the integer 
 adds rounding ~L·1.1e-16 times the distances it passes through, which moves a logit by < 1e-9 at t = 0.002. The
 softmax keeps a reference distance per output (its first block's minimum, lowered when a later block comes so
 close that exp would overflow) and exponentials are a degree-11 polynomial times 2^n built from its exponent bits
-(relative error ~1e-14; it vectorises, unlike exp()).
+(relative error ≤ 4e-14; it vectorises, unlike exp()).
 
 Work is split into tasks (a group of latents × a range of images, the ranges fixed by N alone) with their own
 sums, merged in order, and a latent's arithmetic does not depend on its group: results do not depend on the
@@ -45,11 +45,12 @@ from numba.extending import intrinsic
 from pspc_core.runtime.compiling import first_call
 from pspc_core.runtime.threads import match_torch_threads
 
-LANES = 32  # images per block (16 times the same at 5 latents, 0.8-0.9x at 1)
+LANES = 32  # images per block (16 lanes: the same time at 5 latents, 0.8-0.9x at 1)
 GROUP = 6  # latents per task sharing each member's load and conversion (one accumulator each: 6·LANES/8 of the
 # 32 AVX-512 registers; 5 latents as one group: 1.4x over groups of 2 and 3)
 RANGES = 8  # image ranges per latent, fixed by N alone (at most one per block)
-FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free
+FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order of additions is free (in the
+# softmax's sums, which every latent runs alike; `_tree_step` sets its own flags)
 BIG = 1e300  # "no reference yet"
 RESHIFT = 500.0  # a block whose nearest image beats the reference by more (in logits) becomes the reference
 LOW = -700.0  # exp(-700) ~ 1e-304: a weight of 0 to float64 and to any output
@@ -171,7 +172,7 @@ def _add_members(builder, xb_a, zg_a, index_a, lo, hi, accs, sign):
         x = builder.uitofp(pixels, vector)
         for g, acc in enumerate(accs):
             z = builder.load(builder.gep(zg_a.data, [_plus(builder, builder.mul(n, ir.Constant(_I64, GROUP)), g)]))
-            v = builder.fsub(x, _splat(builder, z))
+            v = builder.fsub(x, _splat(builder, z), flags=("nnan",))  # flagged: numba's fastmath pass then adds none
             builder.store(builder.call(fma, [v if sign > 0 else builder.fneg(v), v, builder.load(acc)]), acc)
 
 
@@ -333,8 +334,8 @@ def _raster_tree(words: np.ndarray, members: np.ndarray, channels: int,
     """(order, parent) for the columns' bits and their member counts: outputs in raster order (row, column, channel)
     and for each the earlier output whose set differs least from its own (-1: the empty set, when that is cheaper).
     Candidates: the same pixel's earlier channels, and every channel of the pixels left, up-left, up and up-right.
-    On CIFAR-10 this is within 6% of a minimum spanning tree over all columns, and its order keeps the rows a block
-    reads close together."""
+    On CIFAR-10 this is within 6% of a minimum spanning tree over all columns. Every parent lies fewer than (R + 2)·C
+    outputs back in this order, which bounds the rows of distances the kernel keeps (`ring_rows`)."""
     C, R = channels, resolution
     D = words.shape[0]
     y, x = np.divmod(np.arange(R * R), R)
