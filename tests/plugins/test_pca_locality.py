@@ -283,10 +283,11 @@ def test_wiener_is_the_gaussian_denoiser_with_an_n_minus_1_covariance(ref, peers
 # behaviour
 
 
-def test_compiled_and_dense_paths_agree_with_the_oracle_at_any_temperature():
+@pytest.mark.parametrize("channels, resolution", [(3, 6), (1, 9), (2, 8)])
+def test_compiled_and_dense_paths_agree_with_the_oracle_at_any_temperature(channels, resolution):
     from pspc_pca_locality.softmax_dense import masked_softmax_dense
 
-    data = small_set(1)
+    data = small_set(1, channels=channels, resolution=resolution)
     den = create_denoiser("pca_locality", dataset=data, threshold=0.2, temperature=0.7)
     x = data.images[:3].float() / 127.5 - 1
     for t in (0.05, 1.0, 10.0):
