@@ -4,8 +4,9 @@ Default: one 32x32 latent (a CIFAR-10 test image + noise, z = x + t·ε) against
 subset (no x-flips), at t = 0.01, 0.3, 2, 20 and patch sizes 3 and 15, torch threads 2 for both. Ours: median of
 --repeats calls after a warm-up call. Theirs: their own modules in a separate process (kamb_baseline.py) with
 glibc's allocator kept from returning memory (their fastest setting), batches of 50 (exact), median of --repeats
-calls at each t, timed for each (model, k) just before ours (a shared machine's slow spells then hit both). max|diff| compares the two outputs (theirs: float32 distances, ~1e-3 off the exact value at
-t = 0.01). Where their code or the CIFAR-10 data is absent, ours alone on builtin:shapes:1000.
+calls at each t, timed for each (model, k) just before ours (a shared machine's slow spells then hit both).
+max|diff| compares the two outputs (theirs: float32 distances, ~1e-3 off the exact value at t = 0.01). Where
+their code or the CIFAR-10 data is absent, ours alone on builtin:shapes:1000.
 
     flock /tmp/pspc-cpu.lock python benchmarks/bench_els.py [--t 0.01,0.3,2,20] [--k 3,15] [--repeats 3]
     python benchmarks/bench_els.py --device cuda --no-baseline      # ours on a GPU (the torch path)

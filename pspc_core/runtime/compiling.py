@@ -43,4 +43,3 @@ def _say(what: str) -> None:
     if what not in _said:
         _said.add(what)
         print(f"pspc: compiling {what} (first use on this machine; numba caches it)", file=sys.stderr, flush=True)
-
