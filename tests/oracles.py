@@ -168,8 +168,9 @@ def local_score_direct(images_u8: torch.Tensor, z: torch.Tensor, t: torch.Tensor
     allowed = (axis[:, None, :, None] & axis[None, :, None, :]).reshape(R * R, R * R)  # [p, q]
     out = torch.empty(B, C, R * R, dtype=torch.float64)
     for b in range(B):
-        d = ((zwin[b][:, None, None, :] - windows[None]) ** 2).sum(-1)  # [p, n, q]
-        logits = (-d / (2 * t[b].double() ** 2)).masked_fill(~allowed[:, None, :], -torch.inf)
-        w = torch.softmax(logits.reshape(R * R, -1), dim=1).reshape(R * R, len(x), R * R)
-        out[b] = torch.einsum("pnq,ncq->cp", w, values)
+        for p in range(R * R):  # one pixel at a time, its allowed centres only: memory N·|q|·C·k²
+            q = allowed[p].nonzero()[:, 0]
+            d = ((zwin[b, p] - windows[:, q]) ** 2).sum(-1)  # [n, q]
+            w = torch.softmax((-d / (2 * t[b].double() ** 2)).reshape(-1), dim=0).reshape(d.shape)
+            out[b, :, p] = torch.einsum("nq,ncq->c", w, values[:, :, q])
     return out.view(B, C, R, R)

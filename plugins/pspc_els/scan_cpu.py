@@ -1,7 +1,8 @@
 """The local score machines on the CPU as compiled, fused loops (numba), in float64.
 
-For a latent z and a block of LANES training images x (SIMD lanes run over the images), every pair of options of
-the plan (`plan.py`: a row shift and a column shift) pairs each output pixel with one training window per image.
+For a latent z and a block of nl training images x (SIMD lanes run over the images; `block_lanes`), every pair
+of options of the plan (`plan.py`: a row shift and a column shift) pairs each output pixel with one training
+window per image.
 With z' = (z + 1)·127.5 and x in uint8 units (the pixels need no conversion beyond uint8 -> float64):
 
 1. Logits by the expansion -c‖z'_w - x_w‖² = 2c z'_w·x_w - c‖x_w‖² - c‖z'_w‖², c = 1 / (2t²·127.5²), in float64.
@@ -59,8 +60,9 @@ FLAGS = {"nnan", "nsz", "reassoc", "contract"}  # no NaN in the data; the order 
 BIG = 1e300  # -BIG: no window yet; BIG/2: the norm of a lane without an image (finite: cheap to vectorise)
 CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal numbers ever (point 3)
 SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
-LANES = 64  # training images per block: the SIMD lanes run over them (1.05-1.2x over 32 on an AVX-512 Zen 5: a
-# window's fixed costs, its reference step and lane sums, are shared by more images; 128: slower at k = 15)
+VEC = 64  # lanes per explicit vector step of `_window_logits`; a block's lanes are a multiple of it
+WIDE_LANES, WIDE_MAX_K = 128, 15  # 128 images per block below k = 15 (A/B on an AVX-512 Zen 5, 1 MiB L2, against 64:
+# 1.02-1.18x at k = 3-13; 0.96x at k = 15; 64 was 1.05-1.2x over 32)
 TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
 LS_LANES = 128  # images per block of the LS kernel (one window per pixel and image: wide blocks amortise a step)
 LS_MIN_BLOCKS = 2  # LS blocks per task, at least
@@ -115,38 +117,37 @@ _fmax, _fmin = _float_op("maxnum"), _float_op("minnum")
 
 
 @intrinsic
-def _window_logits(typingctx, col, enter, gone, xw, at, rs, lv):
-    """One window's step along a row, as explicit LANES-wide vectors: rs += col[enter] - col[gone] (col[enter]
-    alone when gone < 0), lv = rs - xw.flat[at : at + LANES]; returns the largest lane of lv. Numba's lane loops
-    for the same step, each with its own checks and remainder, took 1.04-1.14x as long over a whole call."""
-    sig = types.float64(col, types.int64, types.int64, xw, types.int64, rs, lv)
+def _window_logits(typingctx, col, enter, gone, xw, at, rs, lv, g):
+    """One window's step along a row for lanes g .. g+VEC, as explicit VEC-wide vectors (col, xw, rs, lv flat;
+    enter, gone, at: element offsets of lane g): rs += col[enter] - col[gone] (col[enter] alone when gone < 0),
+    lv = rs - xw[at]; returns the largest of these lanes of lv. Numba's lane loops for the same step, each with its
+    own checks and remainder, took 1.04-1.14x as long over a whole call."""
+    sig = types.float64(col, types.int64, types.int64, xw, types.int64, rs, lv, types.int64)
 
     def codegen(context, builder, signature, args):
         col_a, xw_a, rs_a, lv_a = [context.make_array(signature.args[i])(context, builder, args[i])
                                    for i in (0, 3, 5, 6)]
-        _, enter, gone, _, at, _, _ = args
-        vector, zero, width = ir.VectorType(ir.DoubleType(), LANES), ir.Constant(ir.IntType(64), 0), ir.Constant(
-            ir.IntType(64), LANES)
+        _, enter, gone, _, at, _, _, g = args
+        vector = ir.VectorType(ir.DoubleType(), VEC)
         fast = ("fast",)
-        has = builder.icmp_signed(">=", gone, zero)
-        leaving = builder.load(_lanes_at(builder, col_a, builder.mul(builder.select(has, gone, enter), width)),
-                               align=8)
-        step = builder.fsub(builder.load(_lanes_at(builder, col_a, builder.mul(enter, width)), align=8),
-                            builder.select(has, leaving, ir.Constant(vector, [0.0] * LANES)), flags=fast)
-        sums = builder.fadd(builder.load(_lanes_at(builder, rs_a, zero), align=8), step, flags=fast)
-        builder.store(sums, _lanes_at(builder, rs_a, zero), align=8)
+        has = builder.icmp_signed(">=", gone, ir.Constant(ir.IntType(64), 0))
+        leaving = builder.load(_lanes_at(builder, col_a, builder.select(has, gone, enter)), align=8)
+        step = builder.fsub(builder.load(_lanes_at(builder, col_a, enter), align=8),
+                            builder.select(has, leaving, ir.Constant(vector, [0.0] * VEC)), flags=fast)
+        sums = builder.fadd(builder.load(_lanes_at(builder, rs_a, g), align=8), step, flags=fast)
+        builder.store(sums, _lanes_at(builder, rs_a, g), align=8)
         logits = builder.fsub(sums, builder.load(_lanes_at(builder, xw_a, at), align=8), flags=fast)
-        builder.store(logits, _lanes_at(builder, lv_a, zero), align=8)
+        builder.store(logits, _lanes_at(builder, lv_a, g), align=8)
         largest = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.DoubleType(), [vector]),
-                                                 f"llvm.vector.reduce.fmax.v{LANES}f64")
+                                                 f"llvm.vector.reduce.fmax.v{VEC}f64")
         return builder.call(largest, [logits])
 
     return sig, codegen
 
 
 def _lanes_at(builder, array, offset):
-    """Pointer to the LANES doubles of `array` (a numba array struct) from element `offset`, as one vector."""
-    return builder.bitcast(builder.gep(array.data, [offset]), ir.VectorType(ir.DoubleType(), LANES).as_pointer())
+    """Pointer to the VEC doubles of `array` (a numba array struct) from element `offset`, as one vector."""
+    return builder.bitcast(builder.gep(array.data, [offset]), ir.VectorType(ir.DoubleType(), VEC).as_pointer())
 
 
 @numba.njit(fastmath=FLAGS)
@@ -164,11 +165,10 @@ def _exp_neg(a):
 
 @numba.njit(fastmath=FLAGS)
 def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
-    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, LANES] (float32 uint8
-    units, exact; zero-padded by h), and xw [R, R, LANES] = c Σ_c x_c² over the k×k window centred on each pixel
-    (zero-padded), by running sums of squared integers (exact in float64). Lanes w .. LANES-1 hold no image: their
-    xw is BIG/2, so their logits sit far below anything real. sq [R+2h, R+2h, LANES] and cs [R+2h, LANES] are
-    scratch."""
+    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, nl] (float32 uint8
+    units, exact; zero-padded by h), and xw [R, R, nl] = c Σ_c x_c² over the k×k window centred on each pixel
+    (zero-padded), by running sums of squared integers (exact in float64). Lanes w .. nl-1 hold no image: their
+    xw is BIG/2, so their logits sit far below anything real. sq [R+2h, R+2h, nl] and cs [R+2h, nl] are scratch."""
     C, R, nl = pixels.shape[0], pixels.shape[1], xb.shape[-1]
     k, W = 2 * h + 1, R + 2 * h
     xb[:] = 0.0
@@ -295,9 +295,12 @@ def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv
         for lane in range(nl):
             rs[lane] += col[j, lane]
     px = px0
-    flat = xw.reshape(-1)
+    flat, cols = xw.reshape(-1), col.reshape(-1)
     for v in range(nw):
-        most = _window_logits(col, v + k - 1, v - 1, flat, (yc * R + xc0 + v) * nl, rs, lv)
+        enter, gone, at = (v + k - 1) * nl, (v - 1) * nl, (yc * R + xc0 + v) * nl
+        most = -BIG
+        for g in range(0, nl, VEC):
+            most = _fmax(most, _window_logits(cols, enter + g, gone + g if v > 0 else -1, flat, at + g, rs, lv, g))
         p = U(row * R + px)
         px = px + 1 if px < R - 1 else 0
         best, skip = _reference(top, acc, p, most)
@@ -329,37 +332,37 @@ def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv
 
 
 @numba.njit(parallel=True, fastmath=FLAGS, cache=True)
-def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges):
-    """Per task (latent b, range r of image blocks): each pixel's running best logit top [R²] and S, A_c relative to
-    it [R², 1 + C]."""
+def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges, nl):
+    """Per task (latent b, range r of blocks of nl images): each pixel's running best logit top [R²] and S, A_c
+    relative to it [R², 1 + C]."""
     B, C, R = zl.shape[0], zl.shape[1], zl.shape[2]
     N = pixels.shape[-1]
     h = k // 2
     n_opt = len(shift)
     span = R + 2 * h  # the most training coordinates one option's windows cover
-    n_blocks = -(-N // LANES)
+    n_blocks = -(-N // nl)
     n_tasks = B * n_ranges
     top = np.full((n_tasks, R * R), -BIG)
     sums = np.zeros((n_tasks, R * R, 1 + C))
     for task in numba.prange(n_tasks):
         b, r = task // n_ranges, task % n_ranges
-        xb = np.empty((C, span, span, LANES), np.float32)
-        xw = np.empty((R, R, LANES))
-        sq, cs = np.empty((span, span, LANES)), np.empty((span, LANES))
-        col, ring = np.empty((span, LANES)), np.empty((k + 1, span, LANES))
-        rs, lv = np.empty(LANES), np.empty(LANES)
+        xb = np.empty((C, span, span, nl), np.float32)
+        xw = np.empty((R, R, nl))
+        sq, cs = np.empty((span, span, nl)), np.empty((span, nl))
+        col, ring = np.empty((span, nl)), np.empty((k + 1, span, nl))
+        rs, lv = np.empty(nl), np.empty(nl)
         z = zl[b]
         ttop, tsum = top[task], sums[task]
         for blk in range(r * n_blocks // n_ranges, (r + 1) * n_blocks // n_ranges):
-            n0 = blk * LANES
-            _load(pixels, n0, min(LANES, N - n0), h, c, xb, xw, sq, cs)
+            n0 = blk * nl
+            _load(pixels, n0, min(nl, N - n0), h, c, xb, xw, sq, cs)
             for oy in range(n_opt):
                 ys, y0, nwy = shift[oy], lo[oy], hi[oy] - lo[oy] + 1
                 for ox in range(n_opt):
                     xs, x0, nwx = shift[ox], lo[ox], hi[ox] - lo[ox] + 1
                     nx = nwx + k - 1
                     for j in range(nx):
-                        for lane in range(LANES):
+                        for lane in range(nl):
                             col[j, lane] = 0.0
                     for i in range(k - 1):  # column sums over the first k - 1 rows of the first window row
                         _products(z, xb, R, h, ys, x0, nx, xs, y0 + i, ring[i])
@@ -514,10 +517,17 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
     if plan.position_locked:
         return _merge(*_run_ls(z, pixels, plan.k, c), B, C, R)
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
-    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // LANES)))
+    nl = block_lanes(plan.k)
+    n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // nl)))
     one = np.zeros(1, np.int64)
-    _ready(_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1)
-    return _merge(*_scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges), B, C, R)
+    _ready(_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1, VEC)
+    return _merge(*_scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges, nl), B, C, R)
+
+
+def block_lanes(k: int) -> int:
+    """Training images per block (the SIMD lanes run over them) for patch size k: more lanes share a window's fixed
+    costs (its reference step and lane sums) among more images, until the ring of k + 1 rows outgrows the L2."""
+    return WIDE_LANES if k < WIDE_MAX_K else VEC
 
 
 def _run_ls(z: torch.Tensor, pixels: np.ndarray, k: int, c: float):

@@ -54,6 +54,19 @@ def test_matches_float64_oracle_at_every_noise_level(one_torch_thread, kernel, m
         assert err <= 1e-9, f"t = {t}: {err}"
 
 
+@pytest.mark.parametrize("model", ["circular", "zeros"])
+@pytest.mark.parametrize("k", [3, 15])  # blocks of 128 and of 64 images (`block_lanes`)
+def test_compiled_kernel_matches_the_oracle_over_several_blocks_of_images(one_torch_thread, model, k):
+    images = _random_set(300, 16, seed=3)  # full blocks and a partial last one
+    plan = axis_plan(16, k, model)
+    assert 300 % scan_cpu.block_lanes(k) != 0 and 300 > 2 * scan_cpu.block_lanes(k)
+    for t in (0.002, 0.3, 20.0):
+        z = _latents(images, t)[:1]
+        ref = local_score_direct(images, z, torch.full((1,), t, dtype=torch.float64), k, model)
+        err = (KERNELS["compiled"](z, images, plan, t) - ref).abs().max().item()
+        assert err <= 1e-9, f"t = {t}: {err}"
+
+
 def _near_tie(t, gap=1.0):
     """Random 8x8 images plus a twin of image 0 whose pixel (3, 4) is one uint8 step off, and a latent equal to
     image 0 except there, placed so that the logits of the two windows over that pixel differ by `gap` at noise
