@@ -48,7 +48,7 @@ def _opt(*names: str, **kw) -> Any:
 OPTIONS: dict[str, tuple[Any, Any, Any]] = {
     "outdir": (Path, Path("out"), _opt("--outdir", "-o", metavar="DIR", help="folder for the outputs")),
     "data": (Optional[str], None, _opt("--data", metavar="DATA", help="training set: EDM zip, image folder, .npy/.npz or "
-                                                      "builtin:shapes [default: registry]")),
+                                                      "builtin:shapes[:N[:SEED]] [default: registry]")),
     "xflip": (bool, True, _opt("--xflip/--no-xflip", help="append x-flipped training images")),
     "registry": (Optional[Path], None, _opt("--registry", metavar="FILE", help="extra registry.toml (or $PSPC_REGISTRY)")),
     "denoiser": (Optional[list[str]], None, _opt("--denoiser", "-d", metavar="NAME", autocompletion=complete_denoiser,

@@ -48,8 +48,9 @@ class KNNDenoiser(Denoiser):
         if k < 1:
             raise ParameterError(f"k = {k} must be at least 1 (the nearest neighbours in the proposal); use k ≥ 1")
         if k >= N:
-            raise ParameterError(f"k = {k} must be below the number of training images N = {N} (the proposal's "
-                                 f"uniform tail needs at least one image); use k ≤ {N - 1}")
+            flips = f", {N // 2} images and their x-flips" if dataset.xflip else ""
+            raise ParameterError(f"k = {k} must be below the number of training images N = {N}{flips} (the "
+                                 f"proposal's uniform tail needs at least one image); use k ≤ {N - 1}")
         if not 1 <= n <= MAX_DRAWS:
             raise ParameterError(f"n = {n} must be 1 to {MAX_DRAWS} (the draws per latent); use a value in that "
                                  "range (the preset's is 256)")
