@@ -43,6 +43,7 @@ function, so the helpers of the cached kernel live beside it.
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
@@ -61,8 +62,7 @@ BIG = 1e300  # -BIG: no window yet; BIG/2: the norm of a lane without an image (
 CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal numbers ever (point 3)
 SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
 VEC = 64  # lanes per explicit vector step of `_window_logits`; a block's lanes are a multiple of it
-WIDE_LANES, WIDE_MAX_K = 128, 15  # 128 images per block below k = 15 (A/B on an AVX-512 Zen 5, 1 MiB L2, against 64:
-# 1.02-1.18x at k = 3-13; 0.96x at k = 15; 64 was 1.05-1.2x over 32)
+BLOCK_LANES = (256, 128, 64)  # training images per block, widest first (`block_lanes`)
 TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
 LS_LANES = 128  # images per block of the LS kernel (one window per pixel and image: wide blocks amortise a step)
 LS_MIN_BLOCKS = 2  # LS blocks per task, at least
@@ -165,13 +165,13 @@ def _exp_neg(a):
 
 @numba.njit(fastmath=FLAGS)
 def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
-    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, nl] (float32 uint8
-    units, exact; zero-padded by h), and xw [R, R, nl] = c Σ_c x_c² over the k×k window centred on each pixel
+    """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, nl] (uint8, zero-padded
+    by h: a quarter of float32's bytes, so a block of 128 images stays in a 1 MiB L2; 1.02-1.1x), and xw [R, R, nl] = c Σ_c x_c² over the k×k window centred on each pixel
     (zero-padded), by running sums of squared integers (exact in float64). Lanes w .. nl-1 hold no image: their
     xw is BIG/2, so their logits sit far below anything real. sq [R+2h, R+2h, nl] and cs [R+2h, nl] are scratch."""
     C, R, nl = pixels.shape[0], pixels.shape[1], xb.shape[-1]
     k, W = 2 * h + 1, R + 2 * h
-    xb[:] = 0.0
+    xb[:] = 0
     for ch in range(C):
         for i in range(R):
             for j in range(R):  # a row of lanes at a time (indexing each lane's pixel does not vectorise: 5x)
@@ -346,7 +346,7 @@ def _scan(zl, pixels, k, shift, lo, hi, c, n_ranges, nl):
     sums = np.zeros((n_tasks, R * R, 1 + C))
     for task in numba.prange(n_tasks):
         b, r = task // n_ranges, task % n_ranges
-        xb = np.empty((C, span, span, nl), np.float32)
+        xb = np.empty((C, span, span, nl), np.uint8)
         xw = np.empty((R, R, nl))
         sq, cs = np.empty((span, span, nl)), np.empty((span, nl))
         col, ring = np.empty((span, nl)), np.empty((k + 1, span, nl))
@@ -517,17 +517,21 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
     if plan.position_locked:
         return _merge(*_run_ls(z, pixels, plan.k, c), B, C, R)
     zl = z.detach().double().add(1).mul(2 * c * UNIT).contiguous().numpy()  # 2c z' (z' in uint8 units)
-    nl = block_lanes(plan.k)
+    nl = block_lanes(N, B)
     n_ranges = max(1, min(-(-TASK_TARGET // B), -(-N // nl)))
     one = np.zeros(1, np.int64)
     _ready(_scan, np.zeros((1, C, R, R)), np.zeros((C, R, R, 1), np.uint8), 1, one, one, one, 1.0, 1, VEC)
     return _merge(*_scan(zl, pixels, plan.k, plan.shift, plan.lo, plan.hi, c, n_ranges, nl), B, C, R)
 
 
-def block_lanes(k: int) -> int:
-    """Training images per block (the SIMD lanes run over them) for patch size k: more lanes share a window's fixed
-    costs (its reference step and lane sums) among more images, until the ring of k + 1 rows outgrows the L2."""
-    return WIDE_LANES if k < WIDE_MAX_K else VEC
+def block_lanes(N: int, B: int) -> int:
+    """Training images per block (the SIMD lanes run over them) for B latents against N images: the widest of
+    BLOCK_LANES that still gives each of this machine's cores two latent × block tasks. Wider blocks share a window's
+    fixed costs (its reference step and lane sums) among more images: A/B on an AVX-512 Zen 5 (1 MiB L2), ELS and
+    bbELS, k = 3-15, t = 0.3-20: 128 against 64 1.0-1.15x, 256 against 128 1.0-1.09x (0.92x once at k = 15); 64 was
+    1.05-1.2x over 32. The choice depends on the machine, never on the thread count, and so do the results."""
+    cores = os.cpu_count() or 1
+    return next((w for w in BLOCK_LANES if B * -(-N // w) >= 2 * cores), BLOCK_LANES[-1])
 
 
 def _run_ls(z: torch.Tensor, pixels: np.ndarray, k: int, c: float):

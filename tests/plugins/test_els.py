@@ -55,16 +55,25 @@ def test_matches_float64_oracle_at_every_noise_level(one_torch_thread, kernel, m
 
 
 @pytest.mark.parametrize("model", ["circular", "zeros"])
-@pytest.mark.parametrize("k", [3, 15])  # blocks of 128 and of 64 images (`block_lanes`)
-def test_compiled_kernel_matches_the_oracle_over_several_blocks_of_images(one_torch_thread, model, k):
-    images = _random_set(300, 16, seed=3)  # full blocks and a partial last one
+@pytest.mark.parametrize("k", [3, 15])
+def test_compiled_kernel_matches_the_oracle_in_blocks_of_every_width(one_torch_thread, monkeypatch, model, k):
+    images = _random_set(300, 16, seed=3)  # full blocks of images and a partial last one, whatever the width
     plan = axis_plan(16, k, model)
-    assert 300 % scan_cpu.block_lanes(k) != 0 and 300 > 2 * scan_cpu.block_lanes(k)
     for t in (0.002, 0.3, 20.0):
         z = _latents(images, t)[:1]
         ref = local_score_direct(images, z, torch.full((1,), t, dtype=torch.float64), k, model)
-        err = (KERNELS["compiled"](z, images, plan, t) - ref).abs().max().item()
-        assert err <= 1e-9, f"t = {t}: {err}"
+        for lanes in scan_cpu.BLOCK_LANES:
+            monkeypatch.setattr(scan_cpu, "block_lanes", lambda N, B: lanes)
+            err = (KERNELS["compiled"](z, images, plan, t) - ref).abs().max().item()
+            assert err <= 1e-9, f"t = {t}, blocks of {lanes}: {err}"
+
+
+def test_blocks_are_as_wide_as_the_cores_allow(monkeypatch):
+    monkeypatch.setattr(scan_cpu.os, "cpu_count", lambda: 2)
+    assert [scan_cpu.block_lanes(N, 1) for N in (1000, 500, 300, 10)] == [256, 128, 64, 64]
+    assert scan_cpu.block_lanes(300, 2) == 256  # two latents: twice the tasks
+    monkeypatch.setattr(scan_cpu.os, "cpu_count", lambda: 64)
+    assert scan_cpu.block_lanes(100_000, 1) == 256 and scan_cpu.block_lanes(1000, 1) == 64
 
 
 def _near_tie(t, gap=1.0):
