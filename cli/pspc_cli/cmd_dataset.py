@@ -50,7 +50,7 @@ def make(
 
 
 @dataset_app.command()
-def info(path: Annotated[str, typer.Argument(help="dataset path or builtin:shapes")]) -> None:
+def info(path: Annotated[str, typer.Argument(help="dataset path or builtin:shapes[:N[:SEED]]")]) -> None:
     """Print size, resolution, channels and labels of a training set."""
     from pspc_core import load_dataset
 

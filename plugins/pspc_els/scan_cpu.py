@@ -63,7 +63,8 @@ CUT = 300.0  # weights below e^-CUT of a pixel's running best are 0: no denormal
 SKIP = 60.0  # a window whose every lane lies SKIP below its pixel's running best logit is left out (point 3)
 VEC = 64  # lanes per explicit vector step of `_window_logits`; a block's lanes are a multiple of it
 BLOCK_LANES = (256, 128, 64)  # training images per block, widest first (`block_lanes`)
-TASK_TARGET = 16  # latent × image-range tasks, at least, whatever the thread count
+PAD_MAX = 1.125  # a wider block may pad the training set to at most this times the lanes of the narrowest
+TASK_TARGET = 16  # latent × image-range tasks, at least, where there are enough blocks (whatever the thread count)
 LS_LANES = 128  # images per block of the LS kernel (one window per pixel and image: wide blocks amortise a step)
 LS_MIN_BLOCKS = 2  # LS blocks per task, at least
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
@@ -166,9 +167,10 @@ def _exp_neg(a):
 @numba.njit(fastmath=FLAGS)
 def _load(pixels, n0, w, h, c, xb, xw, sq, cs):
     """Images n0 .. n0+w (of pixels [C, R, R, N], uint8) into the block xb [C, R+2h, R+2h, nl] (uint8, zero-padded
-    by h: a quarter of float32's bytes, so a block of 128 images stays in a 1 MiB L2; 1.02-1.1x), and xw [R, R, nl] = c Σ_c x_c² over the k×k window centred on each pixel
-    (zero-padded), by running sums of squared integers (exact in float64). Lanes w .. nl-1 hold no image: their
-    xw is BIG/2, so their logits sit far below anything real. sq [R+2h, R+2h, nl] and cs [R+2h, nl] are scratch."""
+    by h: a quarter of float32's bytes, so a block of 128 images stays in a 1 MiB L2; 1.02-1.1x), and xw [R, R, nl]
+    = c Σ_c x_c² over the k×k window centred on each pixel (zero-padded), by running sums of squared integers (exact
+    in float64). Lanes w .. nl-1 hold no image: their xw is BIG/2, so their logits sit far below anything real.
+    sq [R+2h, R+2h, nl] and cs [R+2h, nl] are scratch."""
     C, R, nl = pixels.shape[0], pixels.shape[1], xb.shape[-1]
     k, W = 2 * h + 1, R + 2 * h
     xb[:] = 0
@@ -526,12 +528,17 @@ def scan(z: torch.Tensor, pixels: np.ndarray, plan: AxisPlan, t: float) -> torch
 
 def block_lanes(N: int, B: int) -> int:
     """Training images per block (the SIMD lanes run over them) for B latents against N images: the widest of
-    BLOCK_LANES that still gives each of this machine's cores two latent × block tasks. Wider blocks share a window's
-    fixed costs (its reference step and lane sums) among more images: A/B on an AVX-512 Zen 5 (1 MiB L2), ELS and
-    bbELS, k = 3-15, t = 0.3-20: 128 against 64 1.0-1.15x, 256 against 128 1.0-1.09x (0.92x once at k = 15); 64 was
-    1.05-1.2x over 32. The choice depends on the machine, never on the thread count, and so do the results."""
-    cores = os.cpu_count() or 1
-    return next((w for w in BLOCK_LANES if B * -(-N // w) >= 2 * cores), BLOCK_LANES[-1])
+    BLOCK_LANES that leaves at least two (latent, block) pairs per logical CPU of this machine and pads the N images
+    to no more than PAD_MAX times the lanes of the narrowest. Wider blocks share a window's fixed costs (its
+    reference step and lane sums) among more images: A/B on an AVX-512 Zen 5 (1 MiB L2), ELS and bbELS, k = 3-15,
+    t = 0.3-20: 128 against 64 1.0-1.15x, 256 against 128 1.0-1.09x (0.92x once at k = 15); 64 was 1.05-1.2x over
+    32. The choice depends on the machine, never on the thread count, and so do the results."""
+    cpus, narrowest = os.cpu_count() or 1, BLOCK_LANES[-1]
+    for w in BLOCK_LANES:
+        blocks = -(-N // w)
+        if B * blocks >= 2 * cpus and blocks * w <= PAD_MAX * -(-N // narrowest) * narrowest:
+            return w
+    return narrowest
 
 
 def _run_ls(z: torch.Tensor, pixels: np.ndarray, k: int, c: float):

@@ -72,7 +72,7 @@ CASES = [
     (["sample", "-d", "els", "-p", "patch_sizes=33"], "patch size 33 does not fit"),
     (["sample", "-d", "els", "-p", "boundary=reflect"], "one of circular, zeros"),
     (["sample", "-d", "ls", "-p", "patch_sizes=3,5", "-p", "t_grid=1"], "one noise level per value"),
-    (["sample", "-d", "knn", "-p", "k=40"], "must be below the number of training images N = 40"),
+    (["sample", "-d", "knn", "-p", "k=40"], "training images N = 40, 20 images and their x-flips"),
     (["sample", "-d", "knn", "-p", "k=5", "-p", "n=0"], "n = 0"),
     (["sample", "-d", "pca_locality", "-p", "threshold=1.5"], "outside (0, 1]"),
     (["sample", "-d", "pca_locality", "-p", "masks={tmp}/masks.npz"], "use masks made for this resolution"),
