@@ -33,8 +33,8 @@ shifted z' are computed once per pair of options into a ring of k + 1 rows, from
 entering row and subtract the leaving one (recomputing the leaving row's products instead was 1.1-1.2x slower at
 t ≥ 0.3); the accumulators (R²·(1 + C) numbers per task) stay in L1 whatever order the windows come in.
 Work is split into tasks (latent × range of image blocks; the blocks' width and the tasks' number fixed by N, B
-and the machine's core count) with their own accumulators, merged in order at the end with their own running
-bests: results do not depend on the thread count.
+and the machine's logical CPU count) with their own accumulators, merged in order at the end with their own
+running bests: results do not depend on the thread count.
 
 One file on purpose: numba's on-disk cache is invalidated only by changes to the file that defines a cached
 function, so the helpers of the cached kernel live beside it.
