@@ -50,6 +50,10 @@ def main(args: list[str] | None = None) -> None:
     except BrokenPipeError:  # `pspc ... | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
         code = 0
+    if args is None:  # the console command itself, not a call from Python
+        from pspc_core.runtime.distributed import exit_worker
+
+        exit_worker(code or 0)
     if code:
         sys.exit(code)
 

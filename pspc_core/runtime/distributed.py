@@ -13,6 +13,20 @@ def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def exit_worker(code: int) -> None:
+    """End a torchrun worker with `code` once its command is over, skipping the interpreter's teardown: there the
+    C++ destructors of gloo's and the thread pools' threads can abort the process (SIGABRT, rarely), and torchrun
+    then fails the whole run although every file is written. A single process returns and exits as usual."""
+    if not _launched():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that left: nothing more to say
+            pass
+    os._exit(code)
+
+
 def init() -> None:
     """Join the process group torchrun set up (gloo on CPU, NCCL on CUDA); a no-op for one process."""
     if not _launched():

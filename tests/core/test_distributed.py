@@ -22,7 +22,7 @@ def pspc(args, nproc=1, **popen):
                                 start_new_session=True)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     rank_lines = [line for line in out.stderr.splitlines() if line.startswith("[rank")]
-    assert out.returncode == 0, "\n".join(rank_lines[-30:]) or out.stderr[-2000:]
+    assert out.returncode == 0, "\n".join(rank_lines[-30:]) or out.stderr[:3000] + "\n...\n" + out.stderr[-2000:]
     return out
 
 
