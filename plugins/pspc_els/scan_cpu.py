@@ -299,10 +299,10 @@ def _windows(col, nw, k, xw, yc, xc0, top, acc, xb, row, px0, R, cy, cx0, rs, lv
     px = px0
     flat, cols = xw.reshape(-1), col.reshape(-1)
     for v in range(nw):
-        enter, gone, at = (v + k - 1) * nl, (v - 1) * nl, (yc * R + xc0 + v) * nl
+        enter, gone, at = (v + k - 1) * nl, (v - 1) * nl, (yc * R + xc0 + v) * nl  # gone + g < 0 at v = 0: none
         most = -BIG
         for g in range(0, nl, VEC):
-            most = _fmax(most, _window_logits(cols, enter + g, gone + g if v > 0 else -1, flat, at + g, rs, lv, g))
+            most = _fmax(most, _window_logits(cols, enter + g, gone + g, flat, at + g, rs, lv, g))
         p = U(row * R + px)
         px = px + 1 if px < R - 1 else 0
         best, skip = _reference(top, acc, p, most)
